@@ -1,0 +1,397 @@
+"""The 3D-VQ tokenizer: a 3D-CNN VQ-VAE that turns a clip into a grid of code ids.
+
+A faithful port of the official `videogvt/models/vqvae.py` (VQVAE, VectorQuantizer)
+and `videogvt/models/enc_dec_3dcnn.py` (Encoder, Decoder, ResBlock). Layout is
+PyTorch's [B, C, T, H, W]; pixels are in [0, 1] and are fed to the encoder as is.
+
+Module names mirror the official ones so that the converter stays a simple table:
+`encoder.res_blocks.k` is Flax `encoder/ResBlock_k`, `decoder.upsamples.j.conv` is
+`decoder/Conv_{j+1}`, and so on (see magvit_cli/convert.py).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from magvit_cli.errors import InputError, ModelError
+
+# Quantizer loss weights of every official config (vqgan2d_ucf101_config.py).
+COMMITMENT_COST = 0.25
+CODEBOOK_COST = 1.0
+ENTROPY_COST = 0.1
+ENTROPY_TEMPERATURE = 0.01
+
+GROUPS = 32  # Flax GroupNorm default
+NORM_EPS = 1e-6  # Flax GroupNorm default (PyTorch's is 1e-5)
+PADDING_MODES = ("zeros", "reflect")
+
+# Upper bounds for configs read from files: generous for real models, small enough
+# that a hostile config.json cannot make us allocate terabytes.
+MAX_PARAMETERS = 2_000_000_000
+_INT_BOUNDS = {
+    "filters": (32, 1024),
+    "num_enc_res_blocks": (1, 16),
+    "num_dec_res_blocks": (1, 16),
+    "embedding_dim": (1, 8192),
+    "codebook_size": (1, 1 << 20),
+}
+MAX_LEVELS = 8
+MAX_MULTIPLIER = 16
+
+
+@dataclass
+class TokenizerConfig:
+    filters: int = 64
+    channel_multipliers: tuple[int, ...] = (1, 2, 4)
+    temporal_downsample: tuple[bool, ...] = (True, True, False)
+    num_enc_res_blocks: int = 2
+    num_dec_res_blocks: int = 2
+    embedding_dim: int = 256
+    codebook_size: int = 1024
+    padding_mode: str = "zeros"
+
+    def __post_init__(self):
+        self.channel_multipliers = tuple(self.channel_multipliers)
+        self.temporal_downsample = tuple(self.temporal_downsample)
+        self._validate()
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.channel_multipliers)
+
+    @property
+    def used_temporal_downsample(self) -> tuple[bool, ...]:
+        """One flag per down/up-sampling stage; extra flags are ignored, as officially."""
+        return self.temporal_downsample[: self.num_levels - 1]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channel_multipliers"] = list(self.channel_multipliers)
+        d["temporal_downsample"] = list(self.temporal_downsample)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TokenizerConfig":
+        if not isinstance(d, dict):
+            raise ModelError(f"tokenizer config must be a JSON object, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        for key in d:
+            if key not in known:
+                raise ModelError(f"tokenizer config: unknown key {key!r}", f"known keys: {', '.join(sorted(known))}")
+        for key in ("channel_multipliers", "temporal_downsample"):
+            if key in d and not isinstance(d[key], (list, tuple)):
+                raise ModelError(f"tokenizer config: {key!r} must be a list, got {d[key]!r}")
+        return cls(**d)
+
+    def num_parameters(self) -> int:
+        """Exact parameter count (encoder + decoder + codebook), computed without building the model."""
+        return sum(_count(spec) for spec in _layer_specs(self))
+
+    def _validate(self):
+        for key, (low, high) in _INT_BOUNDS.items():
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ModelError(f"tokenizer config: {key!r} must be an integer, got {value!r}")
+            if not low <= value <= high:
+                raise ModelError(f"tokenizer config: {key!r} = {value} is out of range [{low}, {high}]")
+        mults = self.channel_multipliers
+        if not 1 <= len(mults) <= MAX_LEVELS:
+            raise ModelError(f"tokenizer config: 'channel_multipliers' needs 1 to {MAX_LEVELS} entries, got {len(mults)}")
+        for m in mults:
+            if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= MAX_MULTIPLIER:
+                raise ModelError(
+                    f"tokenizer config: 'channel_multipliers' entries must be integers in [1, {MAX_MULTIPLIER}], got {m!r}"
+                )
+        for flag in self.temporal_downsample:
+            if not isinstance(flag, bool):
+                raise ModelError(f"tokenizer config: 'temporal_downsample' entries must be true/false, got {flag!r}")
+        if len(self.temporal_downsample) < len(mults) - 1:
+            raise ModelError(
+                f"tokenizer config: 'temporal_downsample' needs at least {len(mults) - 1} flags "
+                f"(one per down-sampling stage), got {len(self.temporal_downsample)}"
+            )
+        # Every group-normalised channel count: the stem and each level.
+        for channels in [self.filters] + [self.filters * m for m in mults]:
+            if channels % GROUPS:
+                raise ModelError(
+                    f"tokenizer config: channel count {channels} (filters x channel_multipliers) "
+                    f"is not a multiple of {GROUPS}, which GroupNorm({GROUPS}) needs"
+                )
+        if self.padding_mode not in PADDING_MODES:
+            raise ModelError(f"tokenizer config: 'padding_mode' must be one of {PADDING_MODES}, got {self.padding_mode!r}")
+        if self.num_parameters() > MAX_PARAMETERS:
+            raise ModelError(
+                f"tokenizer config describes {self.num_parameters():,} parameters, more than the {MAX_PARAMETERS:,} allowed"
+            )
+
+
+# ---------------------------------------------------------------------------
+# Layer plan shared by the modules and the closed-form parameter count.
+
+
+def _layer_specs(config: TokenizerConfig):
+    """(kind, in_channels, out_channels) of every parameterised layer; kind in conv3/conv3b/conv1b/res/norm/codebook."""
+    F_, mults = config.filters, config.channel_multipliers
+    specs = [("conv3", 3, F_)]
+    channels = F_
+    for m in mults:
+        for _ in range(config.num_enc_res_blocks):
+            specs.append(("res", channels, F_ * m))
+            channels = F_ * m
+    specs += [("res", channels, channels)] * config.num_enc_res_blocks
+    specs += [("norm", channels, channels), ("conv1b", channels, config.embedding_dim)]
+
+    channels = F_ * mults[-1]
+    specs.append(("conv3b", config.embedding_dim, channels))
+    specs += [("res", channels, channels)] * config.num_dec_res_blocks
+    for level in reversed(range(len(mults))):
+        for _ in range(config.num_dec_res_blocks):
+            specs.append(("res", channels, F_ * mults[level]))
+            channels = F_ * mults[level]
+        if level > 0:
+            specs.append(("conv3b", channels, channels))
+    specs += [("norm", channels, channels), ("conv3b", channels, 3)]
+    specs.append(("codebook", config.codebook_size, config.embedding_dim))
+    return specs
+
+
+def _count(spec) -> int:
+    kind, cin, cout = spec
+    if kind == "conv3":
+        return 27 * cin * cout
+    if kind == "conv3b":
+        return 27 * cin * cout + cout
+    if kind == "conv1b":
+        return cin * cout + cout
+    if kind == "norm":
+        return 2 * cin
+    if kind == "codebook":
+        return cin * cout
+    shortcut = cin * cout if cin != cout else 0
+    return 2 * cin + 27 * cin * cout + 2 * cout + 27 * cout * cout + shortcut
+
+
+# Official layouts (spec §3.1): 128² for UCF-101/K600/SSv2, 64² for BAIR.
+TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
+    "bair-b": TokenizerConfig(filters=64, channel_multipliers=(1, 2, 4)),
+    "bair-l": TokenizerConfig(filters=128, channel_multipliers=(1, 2, 4)),
+    "ucf-b": TokenizerConfig(filters=64, channel_multipliers=(1, 2, 2, 4)),
+    "ucf-l": TokenizerConfig(filters=128, channel_multipliers=(1, 2, 2, 4)),
+}
+
+
+# ---------------------------------------------------------------------------
+# Building blocks (videogvt/models/model_utils.py, enc_dec_3dcnn.py).
+
+
+def _conv3(cin: int, cout: int, bias: bool, padding_mode: str) -> nn.Conv3d:
+    # 'SAME' padding of a 3x3x3 kernel: one voxel on every side.
+    return nn.Conv3d(cin, cout, kernel_size=3, padding=1, bias=bias, padding_mode=padding_mode)
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(GROUPS, channels, eps=NORM_EPS)
+
+
+def downsample(x: torch.Tensor, temporal: bool) -> torch.Tensor:
+    """Average pool by 2 in H, W (and T): TF 'SAME' pooling, padding excluded from the mean."""
+    kernel = (2 if temporal else 1, 2, 2)
+    return F.avg_pool3d(x, kernel, stride=kernel, ceil_mode=True)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm -> swish -> conv3 -> GroupNorm -> swish -> conv3, plus a 1x1x1 shortcut when channels change."""
+
+    def __init__(self, cin: int, cout: int, padding_mode: str):
+        super().__init__()
+        self.norm1 = _norm(cin)
+        self.conv1 = _conv3(cin, cout, bias=False, padding_mode=padding_mode)
+        self.norm2 = _norm(cout)
+        self.conv2 = _conv3(cout, cout, bias=False, padding_mode=padding_mode)
+        self.shortcut = nn.Conv3d(cin, cout, kernel_size=1, bias=False) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return h + self.shortcut(x)
+
+
+class Upsample(nn.Module):
+    """Nearest-neighbour x2 in H, W (and T), then a 3x3x3 conv with bias ('nearest+conv')."""
+
+    def __init__(self, channels: int, temporal: bool, padding_mode: str):
+        super().__init__()
+        self.temporal = temporal
+        self.conv = _conv3(channels, channels, bias=True, padding_mode=padding_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=(2 if self.temporal else 1, 2, 2), mode="nearest")
+        return self.conv(x)
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: TokenizerConfig):
+        super().__init__()
+        F_, mults, pad = config.filters, config.channel_multipliers, config.padding_mode
+        self.blocks_per_level = config.num_enc_res_blocks
+        self.temporal_downsample = config.used_temporal_downsample
+        self.conv_in = _conv3(3, F_, bias=False, padding_mode=pad)
+        # All ResBlocks in execution order: num_enc_res_blocks per level, then as many at the bottom.
+        channels, blocks = F_, []
+        for m in mults:
+            for _ in range(config.num_enc_res_blocks):
+                blocks.append(ResBlock(channels, F_ * m, pad))
+                channels = F_ * m
+        blocks += [ResBlock(channels, channels, pad) for _ in range(config.num_enc_res_blocks)]
+        self.res_blocks = nn.ModuleList(blocks)
+        self.norm_out = _norm(channels)
+        self.conv_out = nn.Conv3d(channels, config.embedding_dim, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv_in(x)
+        blocks = iter(self.res_blocks)
+        for temporal in [*self.temporal_downsample, None]:  # one entry per level; the last one keeps its size
+            for _ in range(self.blocks_per_level):
+                x = next(blocks)(x)
+            if temporal is not None:
+                x = downsample(x, temporal)
+        for block in blocks:  # the bottom blocks
+            x = block(x)
+        return self.conv_out(F.silu(self.norm_out(x)))
+
+
+class Decoder(nn.Module):
+    def __init__(self, config: TokenizerConfig):
+        super().__init__()
+        F_, mults, pad = config.filters, config.channel_multipliers, config.padding_mode
+        self.blocks_per_level = config.num_dec_res_blocks
+        channels = F_ * mults[-1]
+        self.conv_in = _conv3(config.embedding_dim, channels, bias=True, padding_mode=pad)
+        blocks = [ResBlock(channels, channels, pad) for _ in range(config.num_dec_res_blocks)]
+        upsamples = []
+        for level in reversed(range(len(mults))):
+            for _ in range(config.num_dec_res_blocks):
+                blocks.append(ResBlock(channels, F_ * mults[level], pad))
+                channels = F_ * mults[level]
+            if level > 0:
+                # The flags are consumed in reverse: level i up-samples with flag i-1.
+                upsamples.append(Upsample(channels, config.temporal_downsample[level - 1], pad))
+        self.res_blocks = nn.ModuleList(blocks)
+        self.upsamples = nn.ModuleList(upsamples)
+        self.norm_out = _norm(channels)
+        self.conv_out = _conv3(channels, 3, bias=True, padding_mode=pad)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.conv_in(z)
+        blocks = iter(self.res_blocks)
+        for _ in range(self.blocks_per_level):  # the bottom blocks
+            x = next(blocks)(x)
+        for upsample in [*self.upsamples, None]:  # levels from the latent up to the pixels
+            for _ in range(self.blocks_per_level):
+                x = next(blocks)(x)
+            if upsample is not None:
+                x = upsample(x)
+        return self.conv_out(F.silu(self.norm_out(x)))
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-code lookup in squared Euclidean distance (videogvt/models/vqvae.py VectorQuantizer)."""
+
+    def __init__(self, codebook_size: int, embedding_dim: int):
+        super().__init__()
+        # Official init: variance scaling 1.0, fan_in (= codebook_size for a [K, D] array), uniform.
+        bound = math.sqrt(3.0 / codebook_size)
+        self.codebook = nn.Parameter(torch.empty(codebook_size, embedding_dim).uniform_(-bound, bound))
+
+    def distances(self, z: torch.Tensor) -> torch.Tensor:
+        """[B, D, t, h, w] -> [B*t*h*w, K]: ||z||² - 2 z·c + ||c||², always in float32."""
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            flat = z.movedim(1, -1).reshape(-1, z.shape[1]).float()
+            codebook = self.codebook.float()
+            return (
+                flat.pow(2).sum(1, keepdim=True)
+                - 2 * flat @ codebook.t()
+                + codebook.pow(2).sum(1)[None, :]
+            )
+
+    def lookup(self, codes: torch.Tensor) -> torch.Tensor:
+        """[B, t, h, w] ids -> [B, D, t, h, w] code vectors."""
+        return F.embedding(codes, self.codebook).movedim(-1, 1)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (codes [B,t,h,w], code vectors [B,D,t,h,w], distances [N, K])."""
+        distances = self.distances(z)
+        codes = distances.argmin(dim=1).view(z.shape[0], *z.shape[2:])  # first index on ties
+        return codes, self.lookup(codes).to(z.dtype), distances
+
+
+def entropy_loss(distances: torch.Tensor, temperature: float = ENTROPY_TEMPERATURE) -> torch.Tensor:
+    """Per-vector entropy minus codebook-usage entropy (videogvt/train_lib/losses.py entropy_loss, 'softmax')."""
+    affinity = -distances.float() / temperature
+    probs = affinity.softmax(dim=-1)
+    log_probs = affinity.log_softmax(dim=-1)  # the official "+ 1e-5" inside log_softmax is a no-op shift
+    avg_probs = probs.mean(dim=0)
+    usage_entropy = -(avg_probs * torch.log(avg_probs + 1e-5)).sum()
+    sample_entropy = -(probs * log_probs).sum(dim=-1).mean()
+    return sample_entropy - usage_entropy
+
+
+class VQTokenizer(nn.Module):
+    def __init__(self, config: TokenizerConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        self.quantizer = VectorQuantizer(config.codebook_size, config.embedding_dim)
+
+    def latent_shape(self, T: int, H: int, W: int) -> tuple[int, int, int]:
+        for temporal in self.config.used_temporal_downsample:
+            T, H, W = (-(-T // 2) if temporal else T), -(-H // 2), -(-W // 2)
+        return T, H, W
+
+    def encode_latents(self, video: torch.Tensor) -> torch.Tensor:
+        """[B, 3, T, H, W] in [0, 1] -> raw encoder output [B, D, t, h, w]."""
+        if video.dim() != 5 or video.shape[1] != 3:
+            raise InputError(f"expected a video tensor [B, 3, T, H, W], got shape {tuple(video.shape)}")
+        return self.encoder(video)
+
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        codes, quantized, _ = self.quantizer(z)
+        return codes, quantized
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        return self.quantize(self.encode_latents(video))[0]
+
+    def decode_latents(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """[B, t, h, w] ids -> [B, 3, T, H, W], not clipped (clip to [0, 1] for display)."""
+        if codes.dim() != 4:
+            raise InputError(f"expected a token grid [B, t, h, w], got shape {tuple(codes.shape)}")
+        if codes.numel() and (codes.min() < 0 or codes.max() >= self.config.codebook_size):
+            raise InputError(
+                f"token ids must lie in [0, {self.config.codebook_size}), got {int(codes.min())}..{int(codes.max())}"
+            )
+        return self.decoder(self.quantizer.lookup(codes.long()))
+
+    def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Training pass: reconstruction through the straight-through estimator, and the quantizer losses."""
+        z = self.encode_latents(video)
+        codes, quantized, distances = self.quantizer(z)
+        commitment = COMMITMENT_COST * F.mse_loss(z.float(), quantized.detach().float())
+        codebook = CODEBOOK_COST * F.mse_loss(quantized.float(), z.detach().float())
+        entropy = ENTROPY_COST * entropy_loss(distances)
+        recon = self.decoder(z + (quantized - z).detach())
+        losses = {
+            "commitment": commitment,
+            "codebook": codebook,
+            "entropy": entropy,
+            "quantizer": commitment + codebook + entropy,
+        }
+        return recon, losses
