@@ -1,0 +1,47 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    path = REPO.parent / "shared" / "reference" / "tiny"
+    if not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"reference fixtures missing at {path}")
+        pytest.skip("reference fixtures (../shared/reference/tiny) not available")
+    return path
+
+
+def tiny_model_config(tasks=None, num_classes=3):
+    """A small random model (16x32x32 clips, 4x8x8 tokens) that runs every task in seconds."""
+    from magvit_cli.model import ModelConfig
+    from magvit_cli.tasks import TASKS
+    from magvit_cli.tokenizer import TokenizerConfig
+    from magvit_cli.transformer import TransformerConfig
+
+    tokenizer = TokenizerConfig(filters=32, channel_multipliers=(1, 1, 1), temporal_downsample=(True, True, False),
+                                num_enc_res_blocks=1, num_dec_res_blocks=1, embedding_dim=16, codebook_size=32)
+    transformer = TransformerConfig(codebook_size=32, num_classes=num_classes, multi_task=True,
+                                    latent_shape=(4, 8, 8), hidden_size=32, num_layers=1, num_heads=2,
+                                    mlp_dim=64, dropout=0.0, attention_dropout=0.0)
+    return ModelConfig(tokenizer=tokenizer, transformer=transformer, num_frames=16, resolution=(32, 32),
+                       tasks=list(TASKS) if tasks is None else tasks,
+                       class_names=[f"class_{i}" for i in range(num_classes)], fps=8.0,
+                       training_data="random weights (tests)")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    import torch
+
+    from magvit_cli.checkpoint import save_model
+    from magvit_cli.model import Magvit
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-model")
+    save_model(folder, Magvit(tiny_model_config()))
+    return folder
