@@ -350,7 +350,12 @@ class VQTokenizer(nn.Module):
         self.quantizer = VectorQuantizer(config.codebook_size, config.embedding_dim)
 
     def latent_shape(self, T: int, H: int, W: int) -> tuple[int, int, int]:
-        for temporal in self.config.used_temporal_downsample:
+        """Token grid (t, h, w) of a T x H x W clip."""
+        return self.latent_shape_for(self.config, T, H, W)
+
+    @staticmethod
+    def latent_shape_for(config: TokenizerConfig, T: int, H: int, W: int) -> tuple[int, int, int]:
+        for temporal in config.used_temporal_downsample:  # ceil: 'SAME' pooling keeps a partial window
             T, H, W = (-(-T // 2) if temporal else T), -(-H // 2), -(-W // 2)
         return T, H, W
 
