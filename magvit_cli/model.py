@@ -179,7 +179,7 @@ class DecodeOptions:
             raise UsageError(f"--guidance must be >= 0, got {self.guidance}")
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise UsageError(f"--dtype must be auto, float32 or bfloat16, got {self.dtype}")
-        decoding.mask_ratio(self.schedule, torch.tensor(0.5), 16)  # raises on an unknown schedule
+        decoding.mask_ratio(self.schedule, 0.5, 16)  # raises on an unknown schedule
 
 
 class Magvit(nn.Module):
@@ -332,15 +332,14 @@ class Magvit(nn.Module):
                 cond_tokens = torch.zeros(B, N, dtype=torch.long, device=self.device)
                 cond_mask = torch.zeros(B, N, dtype=torch.bool, device=self.device)
             labels = labels.to(self.device) if labels is not None else None
-            prefix = tasks.prefix_tokens(config.transformer, task, labels, batch_size=B).to(self.device)
-            uncond = (tasks.uncond_prefix_tokens(config.transformer, config.tasks, B).to(self.device)
+            prefix = tasks.prefix_tokens(config.transformer, task, labels, batch_size=B)
+            uncond = (tasks.uncond_prefix_tokens(config.transformer, task, config.tasks, B)
                       if options.guidance > 0 else None)
-            amp = decoding.autocast_dtype(self.device, options.dtype)
-            with torch.autocast(self.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                codes = decoding.decode(transformer, prefix, cond_tokens, cond_mask, steps=options.steps,
-                                        schedule=options.schedule, choice_temperature=options.choice_temperature,
-                                        temperature=options.temperature, guidance=options.guidance,
-                                        uncond_prefix=uncond, generator=generator, on_step=on_step)
+            codes = decoding.decode(transformer, prefix, cond_tokens, cond_mask, steps=options.steps,
+                                    schedule=options.schedule, choice_temperature=options.choice_temperature,
+                                    temperature=options.temperature, guidance=options.guidance,
+                                    uncond_prefix=uncond, generator=generator, dtype=options.dtype,
+                                    on_step=on_step)
             out = self.tokenizer.decode(codes.reshape(B, *latent)).float().clamp(0, 1)
             if composite and cond is not None:
                 out = torch.where(cond.video_mask, video, out)
