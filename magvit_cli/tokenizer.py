@@ -34,7 +34,7 @@ PADDING_MODES = ("zeros", "reflect")
 # that a hostile config.json cannot make us allocate terabytes.
 MAX_PARAMETERS = 2_000_000_000
 _INT_BOUNDS = {
-    "filters": (32, 1024),
+    "filters": (1, 1024),
     "num_enc_res_blocks": (1, 16),
     "num_dec_res_blocks": (1, 16),
     "embedding_dim": (1, 8192),
@@ -115,13 +115,12 @@ class TokenizerConfig:
                 f"tokenizer config: 'temporal_downsample' needs at least {len(mults) - 1} flags "
                 f"(one per down-sampling stage), got {len(self.temporal_downsample)}"
             )
-        # Every group-normalised channel count: the stem and each level.
-        for channels in [self.filters] + [self.filters * m for m in mults]:
-            if channels % GROUPS:
-                raise ModelError(
-                    f"tokenizer config: channel count {channels} (filters x channel_multipliers) "
-                    f"is not a multiple of {GROUPS}, which GroupNorm({GROUPS}) needs"
-                )
+        # Every group-normalised channel count is filters x an integer multiplier.
+        if self.filters % GROUPS:
+            raise ModelError(
+                f"tokenizer config: 'filters' = {self.filters} is not a multiple of {GROUPS}, "
+                f"which GroupNorm({GROUPS}) needs for every channel count"
+            )
         if self.padding_mode not in PADDING_MODES:
             raise ModelError(f"tokenizer config: 'padding_mode' must be one of {PADDING_MODES}, got {self.padding_mode!r}")
         if self.num_parameters() > MAX_PARAMETERS:
