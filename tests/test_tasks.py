@@ -1,0 +1,220 @@
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from magvit_cli import tasks
+from magvit_cli.errors import UsageError
+from magvit_cli.tasks import TASKS, TaskSchedule, condition, condition_from_mask, mask_tokens, prefix_tokens
+from magvit_cli.transformer import TransformerConfig
+
+TINY = TransformerConfig(codebook_size=64, num_classes=5, multi_task=True, latent_shape=(4, 8, 8),
+                         hidden_size=64, num_layers=2, num_heads=2, mlp_dim=128)
+TINY_LATENT = (4, 8, 8)
+
+
+@pytest.fixture(scope="module")
+def reference(reference_dir):
+    io = np.load(reference_dir / "transformer_io.npz")
+    video = np.load(reference_dir / "tokenizer_io.npz")["video"]
+    return io, torch.from_numpy(video).permute(0, 4, 1, 2, 3)  # channels-last -> [B, C, T, H, W]
+
+
+def as_ids(array) -> torch.Tensor:
+    """Official token arrays hold negative special ids; ours wrap them to V + n."""
+    ids = torch.from_numpy(array).long()
+    return torch.where(ids < 0, ids + TINY.vocab_size, ids)
+
+
+@pytest.mark.parametrize("task", [t for t in TASKS if t != "full_generation"])
+def test_condition_matches_the_official_cond_fn(reference, task):
+    io, video = reference
+    cond = condition(task, video, TINY_LATENT)
+    expected_video = torch.from_numpy(io[f"{task}__cond_video"]).permute(0, 4, 1, 2, 3)
+    torch.testing.assert_close(cond.video, expected_video, atol=1e-6, rtol=0)  # measured: exact
+    expected_mask = torch.from_numpy(io[f"{task}__cond_video_mask"]).permute(0, 4, 1, 2, 3)
+    full = (2, 1, 16, 32, 32)
+    assert torch.equal(cond.video_mask.expand(full), expected_mask.expand(full))
+    expected_latent = torch.from_numpy(io[f"{task}__cond_latent_mask"])
+    assert torch.equal(cond.latent_mask.expand(2, *TINY_LATENT), expected_latent.expand(2, *TINY_LATENT))
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_masked_sequences_match_generate_masked_tokens(reference, task):
+    io, video = reference
+    labels = torch.from_numpy(io["label"][:, 0]).long()
+    scores = torch.from_numpy(io["mask_score"]).reshape(2, -1)
+    targets = torch.from_numpy(io[f"{task}__inputs"]).long().reshape(2, -1)
+    cond_tokens = latent_mask = None
+    if task != "full_generation":
+        cond_tokens = torch.from_numpy(io[f"{task}__cond_inputs"]).long().reshape(2, -1)
+        latent_mask = condition(task, video, TINY_LATENT).latent_mask
+    masked = mask_tokens(TINY, task, targets, cond_tokens, latent_mask, labels, 0.6, scores=scores,
+                         model_tasks=list(TASKS))
+    assert torch.equal(masked.inputs, as_ids(io[f"{task}__masked_inputs"]))
+    assert torch.equal(masked.targets, as_ids(io[f"{task}__targets"]))
+    assert torch.equal(masked.weights, torch.from_numpy(io[f"{task}__weights"]))
+    assert torch.equal(masked.uncond_inputs, as_ids(io[f"{task}__uncond_masked_inputs"]))
+    start = mask_tokens(TINY, task, targets, cond_tokens, latent_mask, labels, 1.0, scores=scores)
+    assert torch.equal(start.inputs, as_ids(io[f"{task}__decode_init_masked_inputs"]))
+    assert torch.equal(prefix_tokens(TINY, task, labels), as_ids(io[f"{task}__decode_prefix"]))
+    uncond = tasks.uncond_prefix_tokens(TINY, task, list(TASKS), batch_size=2)
+    assert torch.equal(uncond, as_ids(io[f"{task}__decode_prefix_uncond"]))
+
+
+def test_moving_start_columns_match_the_spec_tables():
+    assert tasks.moving_starts(16, 64).tolist() == [0, 2, 4, 6, 9, 11, 13, 15, 17, 19, 21, 23, 26, 28, 30, 32]
+    assert tasks.moving_starts(16, 128).tolist() == [0, 4, 9, 13, 17, 21, 26, 30, 34, 38, 43, 47, 51, 55, 60, 64]
+    assert tasks.moving_starts(4, 16).tolist() == [0, 3, 5, 8]
+    assert tasks.moving_starts(3, 2).tolist() == [0, 0, 1]  # 0.5 rounds half to even
+
+
+# Condition tokens of 1024 and fraction of unknown pixels per task (spec §7, paper Tab. 12).
+EXPECTED_REGIONS = {
+    "frame_prediction": (256, 15 / 16), "frame_interpolation": (512, 14 / 16), "outpainting_c": (256, 0.75),
+    "outpainting_v": (512, 0.5), "outpainting_h": (512, 0.5), "outpainting_dv": (512, 0.5),
+    "inpainting_c": (768, 0.25), "inpainting_dv": (768, 0.25), "full_generation": (0, 1.0),
+    "frame_prediction_c": (256, 15 / 16),
+}
+
+
+@pytest.mark.parametrize("size", [64, 128])
+@pytest.mark.parametrize("task", list(TASKS))
+def test_regions_at_the_official_sizes(task, size):
+    video = torch.rand(1, 3, 16, size, size)
+    cond = condition(task, video, (4, 16, 16))
+    tokens, unknown = EXPECTED_REGIONS[task]
+    assert int(cond.latent_mask.sum()) == tokens
+    mask = cond.video_mask.expand(1, 1, 16, size, size)
+    assert float((~mask).float().mean()) == pytest.approx(unknown)
+    assert torch.equal(cond.video[mask.expand_as(video)], video[mask.expand_as(video)])  # known pixels untouched
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_dynamic_regions_by_hand(size):
+    starts = tasks.moving_starts(16, size).tolist()
+    video = torch.rand(1, 3, 16, size, size)
+    strip = condition("outpainting_dv", video, (4, 16, 16))
+    mask = strip.video_mask.expand(1, 1, 16, size, size)[0, 0]
+    for f, s in enumerate(starts):
+        cols = mask[f, 0].nonzero()[:, 0]
+        assert (int(cols[0]), int(cols[-1]) + 1) == (s, s + size // 2)
+        assert not strip.video[0, :, f, :, :s].any()  # constant padding
+    for k, s in enumerate([0, 3, 5, 8]):
+        cols = strip.latent_mask[0, k, 0].nonzero()[:, 0]
+        assert cols.tolist() == list(range(s, s + 8))
+    hole = ~condition("inpainting_dv", video, (4, 16, 16)).video_mask.expand(1, 1, 16, size, size)[0, 0]
+    for f, s in enumerate(starts):
+        rows, cols = hole[f].nonzero(as_tuple=True)
+        assert (int(rows.min()), int(rows.max()) + 1) == (size // 4, size * 3 // 4)
+        assert (int(cols.min()), int(cols.max()) + 1) == (s, s + size // 2)
+
+
+def test_paddings():
+    video = torch.rand(1, 3, 16, 64, 64)
+    fp = condition("frame_prediction", video, (4, 16, 16), cond_frames=3)
+    assert torch.equal(fp.video[:, :, 3:], video[:, :, 2:3].expand(-1, -1, 13, -1, -1))  # edge: last known frame
+    fi = condition("frame_interpolation", video, (4, 16, 16))
+    torch.testing.assert_close(fi.video[:, :, 5], video[:, :, 0] + (video[:, :, 15] - video[:, :, 0]) * 5 / 15)
+    opc = condition("outpainting_c", video, (4, 16, 16))
+    assert torch.equal(opc.video[:, :, :, 0, 0], video[:, :, :, 16, 16])  # corner replicates the region's corner
+    assert torch.equal(opc.video[:, :, :, 5, 40], video[:, :, :, 16, 40])
+    ipc = condition("inpainting_c", video, (4, 16, 16))
+    assert ipc.video[:, :, :, 16:48, 16:48].abs().max() == 0
+
+
+def test_condition_from_mask_follows_the_official_latent_masks():
+    video = torch.rand(2, 3, 16, 64, 64)
+    for task in ("frame_prediction", "frame_interpolation", "outpainting_c", "outpainting_v", "outpainting_h",
+                 "inpainting_c"):
+        official = condition(task, video, (4, 16, 16))
+        keep = official.video_mask.expand(1, 1, 16, 64, 64)
+        general = condition_from_mask(video, keep, TASKS[task].padding, (4, 16, 16))
+        assert torch.equal(general.latent_mask, official.latent_mask), task
+        assert torch.equal(general.video, official.video), task
+
+
+def test_condition_from_mask_with_a_user_mask():
+    video = torch.rand(1, 3, 16, 64, 64)
+    keep = torch.ones(1, 1, 16, 64, 64, dtype=torch.bool)
+    keep[..., 20:30, 33:50] = False  # a hole not aligned to the 8-pixel cells
+    cond = condition_from_mask(video, keep, "constant", (4, 16, 16))
+    assert cond.video[..., 20:30, 33:50].abs().max() == 0
+    # 4x4-pixel cells with any known pixel carry condition tokens: only rows 5-6 (pixels 20..27)
+    # x cols 9-11 (pixels 36..47) lie wholly inside the hole.
+    holes = (~cond.latent_mask[0]).nonzero().tolist()
+    assert holes == [[t, r, c] for t in range(4) for r in (5, 6) for c in (9, 10, 11)]
+    with pytest.raises(UsageError, match="rectangular"):
+        condition_from_mask(video, keep, "edge", (4, 16, 16))
+    with pytest.raises(UsageError, match="divide"):
+        condition_from_mask(video, keep, "constant", (3, 16, 16))
+
+
+def test_frame_counts_are_validated():
+    video = torch.rand(1, 3, 16, 32, 32)
+    with pytest.raises(UsageError):
+        condition("frame_prediction", video, TINY_LATENT, cond_frames=16)
+    with pytest.raises(UsageError):
+        condition("frame_interpolation", video, TINY_LATENT, cond_frames=8)
+    with pytest.raises(UsageError):
+        condition("frame_interpolation", video, TINY_LATENT, cond_latent_frames=2)
+    fp = condition("frame_prediction", video, TINY_LATENT, cond_frames=5, cond_latent_frames=2)
+    assert fp.latent_mask[0, :, 0, 0].tolist() == [True, True, False, False]
+
+
+def test_task_lookup_and_tokens():
+    assert tasks.get_task("OPD").id == "outpainting_dv"
+    assert tasks.get_task("cfp").token == tasks.FRAME_PREDICTION
+    assert TASKS["inpainting_c"].token == TASKS["outpainting_c"].token == -6  # released config shares it
+    with pytest.raises(UsageError):
+        tasks.get_task("teleport")
+
+
+def test_prefix_tokens():
+    labels = torch.tensor([3, 1])
+    assert prefix_tokens(TINY, "full_generation", labels).tolist() == [[83, 67], [83, 65]]
+    assert prefix_tokens(TINY, "frame_prediction", batch_size=3).tolist() == [[82, 69]] * 3
+    single = TransformerConfig(codebook_size=64, num_classes=5, multi_task=False, latent_shape=TINY_LATENT)
+    assert prefix_tokens(single, "CG", labels).tolist() == [[67], [65]]  # no task token
+    with pytest.raises(UsageError):
+        prefix_tokens(TINY, "full_generation")
+    with pytest.raises(UsageError):
+        prefix_tokens(TINY, "full_generation", torch.tensor([5]))
+    # Without full generation among the model's tasks, the guidance twin keeps the task token.
+    assert tasks.uncond_prefix_tokens(TINY, "outpainting_c", ["outpainting_c"]).tolist() == [[80, 69]]
+
+
+def test_random_masking_counts_and_determinism():
+    targets = torch.randint(0, 64, (3, 256))
+    gen = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    a = mask_tokens(TINY, "CG", targets, None, None, torch.tensor([0, 1, 2]), 0.3, generator=gen())
+    b = mask_tokens(TINY, "CG", targets, None, None, torch.tensor([0, 1, 2]), 0.3, generator=gen())
+    assert torch.equal(a.inputs, b.inputs)
+    assert ((a.inputs[:, 2:] == TINY.mask_token).sum(1) == 76).all()  # floor(256 * 0.3)
+    tiny = mask_tokens(TINY, "CG", targets, None, None, torch.tensor([0, 1, 2]), 0.0, generator=gen())
+    assert ((tiny.inputs[:, 2:] == TINY.mask_token).sum(1) == 1).all()  # at least one
+    assert a.weights[:, :2].sum() == 0 and a.weights[:, 2:].min() == 1
+
+
+def test_sample_mask_ratio():
+    ratios = [tasks.sample_mask_ratio(torch.Generator().manual_seed(s)) for s in range(200)]
+    assert all(1e-6 <= r <= 1 for r in ratios)
+    assert tasks.sample_mask_ratio(torch.Generator().manual_seed(3)) == ratios[3]
+    # r = cos(pi u / 2) with u uniform has mean 2 / pi.
+    assert np.mean(ratios) == pytest.approx(2 / np.pi, abs=0.06)
+
+
+def test_task_schedule():
+    eight = [t for t in TASKS if not TASKS[t].class_conditional]
+    schedule = TaskSchedule.create(eight, seed=0)
+    assert len(schedule.order) == 800 and set(Counter(schedule.order).values()) == {100}
+    assert schedule.order != tuple(sorted(schedule.order))  # permuted
+    assert schedule == TaskSchedule.create(eight, seed=0)
+    assert schedule.task_for_step(803) == schedule.order[3]
+    weighted = TaskSchedule.create(["frame_prediction", "outpainting_c"], weights=[0.5, 1.0])
+    assert Counter(weighted.order) == {"frame_prediction": 100, "outpainting_c": 200}
+    heavy = TaskSchedule.create(["frame_prediction", "outpainting_c"], weights=[2.0, 3.0])
+    assert Counter(heavy.order) == {"frame_prediction": 200, "outpainting_c": 300}
+    with pytest.raises(UsageError):
+        TaskSchedule.create(["frame_prediction"], weights=[0.0])
