@@ -1,0 +1,1218 @@
+"""Training both MAGVIT stages (spec §9), on one CPU or many GPUs under torchrun.
+
+Stage 1 trains the 3D-VQ tokenizer as a VQGAN (`videogvt/trainers/vqgan_trainer.py`):
+L2 reconstruction + quantizer losses + 0.1 · non-saturating GAN loss against the 3D
+StyleGAN discriminator, R1 penalty (γ = 10), optional LeCam and perceptual losses,
+Adam(β1 = 0, β2 = 0.99) for both networks updated from the same forward pass, an EMA
+of the generator (0.999) whose weights are the tokenizer that gets saved.
+
+Stage 2 trains the transformer with COMMIT (`videogvt/trainers/maskgvt_trainer.py`):
+per step one task of a fixed permutation, condition video and tokens on the fly from
+the frozen tokenizer, one cosine mask ratio per step, `cond->input` corruption,
+label-smoothed cross-entropy on every latent position, AdamW(0.9, 0.96) with weight
+decay 0.045 on Linear weights only, gradient clipping at 1.0, warm-up + cosine LR.
+
+A run folder holds the model in the project format (model.safetensors + config.json,
+loadable with `magvit ... --model DIR`), `training_state.pt` (everything needed to
+resume exactly), `metrics.jsonl` and `previews/`. All randomness of step s is derived
+from (seed, s), so a resumed run repeats the uninterrupted one step for step.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+from . import tasks as task_lib
+from .checkpoint import read_config, save_model
+from .data import TokenCache, VideoClipDataset, seed_for, worker_init
+from .discriminator import DiscriminatorConfig, StyleGANDiscriminator
+from .errors import InputError, Interrupted, MagvitError, ModelError, OutputError, UsageError
+from .model import Magvit, ModelConfig
+from .tokenizer import TOKENIZER_PRESETS, TokenizerConfig, VQTokenizer
+from .transformer import TRANSFORMER_PRESETS, Transformer, TransformerConfig
+
+STATE_FILE = "training_state.pt"
+METRICS_FILE = "metrics.jsonl"
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+# =============================================================== configurations
+
+@dataclass
+class TokenizerTrainConfig:
+    """Stage 1. Defaults are the official BAIR-B recipe (vqgan3d_bair_config.py 'B')."""
+
+    tokenizer: TokenizerConfig = field(default_factory=lambda: TOKENIZER_PRESETS["bair-b"])
+    num_frames: int = 16
+    resolution: tuple[int, int] = (64, 64)
+    frame_stride: int = 1
+    flip: bool = True
+    discriminator_filters: int = 0  # 0: the tokenizer's filters (official)
+    discriminator_multipliers: tuple[int, ...] = ()  # (): (2, 4, 4, ...) down to 4x4 pixels (official)
+    batch_size: int = 128  # global, over all processes
+    steps: int = 135_200  # 400 epochs of 338 steps
+    warmup_steps: int = 338  # one epoch
+    lr: float = 1e-4
+    beta1: float = 0.0
+    beta2: float = 0.99
+    eps: float = 1e-8
+    ema_decay: float = 0.999
+    adversarial_weight: float = 0.1
+    r1_weight: float = 10.0
+    lecam_weight: float = 0.0  # off in every released config
+    lecam_decay: float = 0.999
+    perceptual_model: str = ""  # TorchScript image classifier; empty: no perceptual loss (as released)
+    perceptual_weight: float = 0.1
+    seed: int = 0
+    num_workers: int = 4
+    log_every: int = 10
+    save_every: int = 1000
+    preview_every: int = 1000
+    precision: str = "auto"  # auto: bfloat16 autocast on CUDA GPUs that support it, float32 otherwise
+    overfit_one_clip: bool = False
+
+
+@dataclass
+class TransformerTrainConfig:
+    """Stage 2. Defaults are the official BAIR frame-prediction B recipe (maskgvt_bair_config.py)."""
+
+    transformer: TransformerConfig = field(default_factory=lambda: TRANSFORMER_PRESETS["b"])
+    tasks: tuple[str, ...] = ("frame_prediction",)
+    cond_frames: int = 1
+    cond_latent_frames: int = 1
+    frame_stride: int = 1
+    flip: bool = True
+    batch_size: int = 256
+    steps: int = 67_600
+    warmup_steps: int = 5000
+    lr: float = 1e-4
+    beta1: float = 0.9
+    beta2: float = 0.96
+    eps: float = 1e-8
+    weight_decay: float = 0.045
+    grad_clip: float = 1.0
+    label_smoothing: float = 1e-4
+    seed: int = 0
+    num_workers: int = 4
+    log_every: int = 10
+    save_every: int = 1000
+    preview_every: int = 1000
+    precision: str = "auto"
+    overfit_one_clip: bool = False
+
+
+def _tokenizer_preset(name: str, batch: int, steps: int, warmup: int, resolution: int) -> TokenizerTrainConfig:
+    return TokenizerTrainConfig(tokenizer=TOKENIZER_PRESETS[name], resolution=(resolution, resolution),
+                                batch_size=batch, steps=steps, warmup_steps=warmup)
+
+
+# Official runs (spec §9.1): epochs x steps/epoch, warm-up one epoch.
+TOKENIZER_TRAIN_PRESETS: dict[str, Callable[[], TokenizerTrainConfig]] = {
+    "bair-b": lambda: _tokenizer_preset("bair-b", 128, 135_200, 338, 64),
+    "bair-l": lambda: _tokenizer_preset("bair-l", 256, 135_200, 169, 64),
+    "ucf-b": lambda: _tokenizer_preset("ucf-b", 128, 37_000, 74, 128),
+    "ucf-l": lambda: _tokenizer_preset("ucf-l", 256, 74_000, 37, 128),
+    # CPU-sized: 1.8 M parameters, 16 x 64², trains visibly in minutes.
+    "small": lambda: TokenizerTrainConfig(
+        tokenizer=TokenizerConfig(filters=32, channel_multipliers=(1, 2, 2), num_enc_res_blocks=1,
+                                  num_dec_res_blocks=1, embedding_dim=64, codebook_size=256),
+        discriminator_filters=16, batch_size=4, steps=2000, warmup_steps=100, lr=3e-4, ema_decay=0.99,
+        num_workers=2, log_every=10, save_every=500, preview_every=250),
+    # 0.5 M parameters at 16 x 32²: smoke tests and demos.
+    "tiny": lambda: TokenizerTrainConfig(
+        tokenizer=TokenizerConfig(filters=32, channel_multipliers=(1, 1, 1), num_enc_res_blocks=1,
+                                  num_dec_res_blocks=1, embedding_dim=16, codebook_size=64),
+        resolution=(32, 32), discriminator_filters=8, batch_size=4, steps=500, warmup_steps=20, lr=3e-4,
+        ema_decay=0.99, num_workers=2, log_every=10, save_every=250, preview_every=100),
+}
+
+MT8_TASKS = ("frame_prediction", "frame_interpolation", "outpainting_h", "outpainting_v", "outpainting_c",
+             "outpainting_dv", "inpainting_c", "inpainting_dv")
+
+
+def _transformer_preset(size: str, tasks: tuple[str, ...], steps: int) -> TransformerTrainConfig:
+    return TransformerTrainConfig(transformer=TRANSFORMER_PRESETS[size], tasks=tasks, steps=steps)
+
+
+# Official runs (spec §9.2): batch 256, warm-up 5000, 169 steps/epoch (BAIR), 37 (UCF).
+TRANSFORMER_TRAIN_PRESETS: dict[str, Callable[[], TransformerTrainConfig]] = {
+    "bair-b": lambda: _transformer_preset("b", ("frame_prediction",), 67_600),
+    "bair-l": lambda: _transformer_preset("l", ("frame_prediction",), 135_200),
+    "bair-mt8-b": lambda: _transformer_preset("b", MT8_TASKS, 202_800),
+    "bair-mt8-l": lambda: _transformer_preset("l", MT8_TASKS, 270_400),
+    "ucf-b": lambda: _transformer_preset("b", ("full_generation",), 74_000),
+    "ucf-l": lambda: _transformer_preset("l", ("full_generation",), 74_000),
+    "small": lambda: TransformerTrainConfig(
+        transformer=TransformerConfig(hidden_size=256, num_layers=4, num_heads=4, mlp_dim=1024),
+        batch_size=8, steps=2000, warmup_steps=100, lr=3e-4, num_workers=2, save_every=500, preview_every=250),
+    "small-mt8": lambda: TransformerTrainConfig(
+        transformer=TransformerConfig(hidden_size=256, num_layers=4, num_heads=4, mlp_dim=1024), tasks=MT8_TASKS,
+        batch_size=8, steps=4000, warmup_steps=100, lr=3e-4, num_workers=2, save_every=500, preview_every=250),
+    "tiny": lambda: TransformerTrainConfig(
+        transformer=TransformerConfig(hidden_size=64, num_layers=2, num_heads=2, mlp_dim=128),
+        batch_size=4, steps=500, warmup_steps=20, lr=3e-4, num_workers=2, save_every=250, preview_every=100),
+}
+
+
+def preset(stage: str, name: str) -> TokenizerTrainConfig | TransformerTrainConfig:
+    """A fresh copy of a named preset of stage "tokenizer" or "transformer"."""
+    table = TOKENIZER_TRAIN_PRESETS if stage == "tokenizer" else TRANSFORMER_TRAIN_PRESETS
+    if name not in table:
+        raise UsageError(f"unknown {stage} training preset {name!r}", f"choose one of {', '.join(table)}")
+    return table[name]()
+
+
+# ------------------------------------------------------------------ overrides
+
+def apply_overrides(config, overrides: Sequence[str]):
+    """Set `key=value` pairs (dotted keys reach nested configs, e.g. `tokenizer.filters=32`).
+    Values are parsed by the field's type; returns a new validated config."""
+    updates: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"override {item!r} is not of the form key=value")
+        node = updates
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UsageError(f"override {item!r} conflicts with another override of {part!r}")
+        node[leaf] = _Text(value.strip())
+    return update_config(config, updates)
+
+
+def load_config_file(config, path: str | Path):
+    """Apply a JSON or YAML file of (nested) settings to `config`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as error:  # parser errors of either format
+        raise UsageError(f"{path} is not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {error}") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"{path} must hold a mapping of settings")
+    return update_config(config, values)
+
+
+class _Text(str):
+    """A value typed on the command line: parsed according to the field it sets."""
+
+
+def update_config(config, values: dict, prefix: str = ""):
+    hints = typing.get_type_hints(type(config))
+    names = [f.name for f in dataclasses.fields(config)]
+    changes = {}
+    for key, value in values.items():
+        if key not in names:
+            raise UsageError(f"unknown setting {prefix + key!r}", f"settings of this section: {', '.join(names)}")
+        current = getattr(config, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise UsageError(f"setting {prefix + key!r} is a section: set its keys, e.g. {prefix + key}.<name>=...")
+            changes[key] = update_config(current, value, f"{prefix}{key}.")
+        else:
+            changes[key] = _coerce(value, hints[key], prefix + key)
+    try:
+        new = dataclasses.replace(config, **changes)
+    except MagvitError as error:  # nested model configs validate themselves
+        raise UsageError(str(error)) from None
+    if hasattr(new, "tasks") or hasattr(new, "tokenizer"):
+        validate(new)
+    return new
+
+
+def _coerce(value, kind, key: str):
+    origin = typing.get_origin(kind)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        kind = [a for a in typing.get_args(kind) if a is not type(None)][0]
+        origin = typing.get_origin(kind)
+    try:
+        if origin is tuple:
+            if isinstance(value, _Text):
+                text = value.strip()
+                value = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)):
+                raise ValueError
+            args = typing.get_args(kind)
+            item_kind = args[0]
+            if len(args) == 2 and args[1] is Ellipsis:
+                return tuple(_coerce(_Text(v) if isinstance(value, _Text) or isinstance(v, str) and item_kind is not str else v,
+                                     item_kind, key) for v in value)
+            if len(value) != len(args):
+                raise ValueError
+            return tuple(_coerce(v, a, key) for v, a in zip(value, args))
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+                return value.lower() in ("true", "1", "yes", "on")
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, str):
+                value = float(value) if any(c in value for c in ".eE") else int(value)
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if not isinstance(value, int):
+                raise ValueError
+            return value
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind is str:
+            return str(value)
+    except (ValueError, TypeError, json.JSONDecodeError):
+        pass
+    name = getattr(kind, "__name__", str(kind))
+    raise UsageError(f"setting {key!r}: {value!r} is not a valid {name}")
+
+
+def validate(config) -> None:
+    """Range checks shared by both stages; raises UsageError naming the setting."""
+    def need(ok: bool, key: str, what: str):
+        if not ok:
+            raise UsageError(f"setting {key!r} = {getattr(config, key)!r}: {what}")
+
+    need(config.batch_size >= 1, "batch_size", "must be at least 1")
+    need(config.steps >= 1, "steps", "must be at least 1")
+    need(config.warmup_steps >= 0, "warmup_steps", "must be >= 0")
+    need(config.lr > 0 and math.isfinite(config.lr), "lr", "must be a positive number")
+    need(0 <= config.beta1 < 1, "beta1", "must be in [0, 1)")
+    need(0 <= config.beta2 < 1, "beta2", "must be in [0, 1)")
+    need(config.eps > 0, "eps", "must be positive")
+    need(config.frame_stride >= 1, "frame_stride", "must be at least 1")
+    need(config.num_workers >= 0, "num_workers", "must be >= 0")
+    for key in ("log_every", "save_every", "preview_every"):
+        need(getattr(config, key) >= 0, key, "must be >= 0 (0 turns it off)")
+    need(config.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
+    if isinstance(config, TokenizerTrainConfig):
+        need(config.num_frames >= 1, "num_frames", "must be at least 1")
+        need(len(config.resolution) == 2 and min(config.resolution) >= 8, "resolution", "must be [height, width], each >= 8")
+        need(0 <= config.ema_decay < 1, "ema_decay", "must be in [0, 1)")
+        need(0 <= config.lecam_decay < 1, "lecam_decay", "must be in [0, 1)")
+        for key in ("adversarial_weight", "r1_weight", "lecam_weight", "perceptual_weight"):
+            need(getattr(config, key) >= 0, key, "must be >= 0")
+        need(config.discriminator_filters >= 0, "discriminator_filters", "must be >= 0 (0: the tokenizer's)")
+        need(all(m >= 1 for m in config.discriminator_multipliers), "discriminator_multipliers", "must be positive")
+    else:
+        need(len(config.tasks) >= 1, "tasks", "name at least one task")
+        unknown = [t for t in config.tasks if t not in task_lib.TASKS]
+        need(not unknown, "tasks", f"unknown task {unknown[:1]}; known: {', '.join(task_lib.TASKS)}")
+        need(len(set(config.tasks)) == len(config.tasks), "tasks", "lists a task twice")
+        need(config.cond_frames >= 1, "cond_frames", "must be at least 1")
+        need(config.cond_latent_frames >= 1, "cond_latent_frames", "must be at least 1")
+        need(config.weight_decay >= 0, "weight_decay", "must be >= 0")
+        need(config.grad_clip >= 0, "grad_clip", "must be >= 0 (0 turns clipping off)")
+        need(0 <= config.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
+
+
+# ================================================================== mechanics
+
+def learning_rate(step: int, base: float, warmup: int, total: int) -> float:
+    """Scenic's compound "constant * cosine_decay * linear_warmup" (spec §9.1):
+    base · min(1, s/W) · ½(1 + cos(π · clamp((s − W)/(S − W), 0, 1)))."""
+    warm = min(1.0, step / warmup) if warmup > 0 else 1.0
+    progress = min(1.0, max(0.0, (step - warmup) / (total - warmup))) if total > warmup else 0.0
+    return base * warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema ← decay · ema + (1 − decay) · model (vqgan_train_lib.compute_ema_params)."""
+    ema_params = [p for p in ema.parameters()]
+    params = [p.detach() for p in model.parameters()]
+    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+
+
+def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on Linear weights only (official: paths containing 'kernel');
+    no decay on biases, LayerNorms, embeddings and the output bias."""
+    decay_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if id(param) in decay_ids else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+@torch.no_grad()
+def clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale gradients so their global L2 norm is at most `max_norm` (jax optimizers.clip_grads)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+    if max_norm > 0 and norm > max_norm:
+        torch._foreach_mul_(grads, max_norm / norm)
+    return norm
+
+
+def masked_token_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+                      codebook_size: int, label_smoothing: float) -> torch.Tensor:
+    """Label-smoothed cross-entropy over the code logits (Scenic convention:
+    one_hot·(1 − ε) + ε/K), per example Σ(ce·w)/(Σw + 1e-8), mean over examples."""
+    log_probs = logits[..., :codebook_size].float().log_softmax(-1)
+    on_target = log_probs.gather(-1, targets.clamp(0, codebook_size - 1).unsqueeze(-1)).squeeze(-1)
+    ce = -(1.0 - label_smoothing) * on_target - (label_smoothing / codebook_size) * log_probs.sum(-1)
+    weights = weights.float()
+    return ((ce * weights).sum(-1) / (weights.sum(-1) + 1e-8)).mean()
+
+
+def _bits(seed: int, *parts) -> torch.Generator:
+    return torch.Generator().manual_seed(seed_for(seed, *parts))
+
+
+# ------------------------------------------------------------------ runtime
+
+@dataclass
+class Runtime:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    amp: torch.dtype | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None)
+
+    def all_mean(self, values: torch.Tensor) -> torch.Tensor:
+        if self.distributed:
+            values = values.clone()
+            dist.all_reduce(values)
+            values /= self.world_size
+        return values
+
+
+def setup_runtime(precision: str = "auto", device: str | torch.device | None = None) -> Runtime:
+    """Single process, or one process of a torchrun job (RANK / WORLD_SIZE / LOCAL_RANK)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if device is None:
+        device = torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("CUDA was asked for but no GPU is available")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    amp = None
+    if precision == "bfloat16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+        amp = torch.bfloat16
+    return Runtime(rank, world_size, local_rank, device, amp)
+
+
+@torch.no_grad()
+def _broadcast_parameters(module: nn.Module, runtime: Runtime) -> None:
+    if runtime.distributed:
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(tensor, 0)
+
+
+def _average_gradients(params: Sequence[torch.Tensor], runtime: Runtime) -> None:
+    """Mean of the gradients over processes in one flat all-reduce (the official
+    `jax.lax.pmean`). Stage 1 takes two gradients from one forward and an R1 double
+    backward, which DistributedDataParallel does not support, so it reduces by hand."""
+    if not runtime.distributed:
+        return
+    grads = [p.grad for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= runtime.world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+# ------------------------------------------------------------------ data order
+
+class EpochSampler(Sampler[int]):
+    """This process's share of a seeded permutation per epoch, like DistributedSampler
+    (rank r takes every world_size-th index), except that it repeats a dataset smaller
+    than one global batch, drops the incomplete last batch, and can start mid-epoch."""
+
+    def __init__(self, size: int, global_batch: int, runtime: Runtime, seed: int, shuffle: bool):
+        self.size, self.global_batch, self.runtime = size, global_batch, runtime
+        self.seed, self.shuffle = seed, shuffle
+        self.epoch, self.skip_batches = 0, 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, self.size // self.global_batch)
+
+    def __len__(self) -> int:
+        return (self.steps_per_epoch - self.skip_batches) * self.global_batch // self.runtime.world_size
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            order = torch.randperm(self.size, generator=_bits(self.seed, "order", self.epoch))
+        else:
+            order = torch.arange(self.size)
+        order = order.repeat(math.ceil(self.global_batch / self.size))[: self.steps_per_epoch * self.global_batch]
+        order = order[self.skip_batches * self.global_batch:]
+        return iter(order[self.runtime.rank::self.runtime.world_size].tolist())
+
+
+def _batches(dataset: Dataset, config, runtime: Runtime, start_step: int, shuffle: bool = True) -> Iterator:
+    """Endless local batches; batch k of the run is the same whatever step the run restarted at."""
+    local = config.batch_size // runtime.world_size
+    sampler = EpochSampler(len(dataset), config.batch_size, runtime, config.seed, shuffle)
+    epoch, skip = divmod(start_step, sampler.steps_per_epoch)
+    while True:
+        sampler.epoch, sampler.skip_batches = epoch, skip
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        loader = DataLoader(dataset, batch_size=local, sampler=sampler, num_workers=config.num_workers,
+                            worker_init_fn=worker_init, drop_last=True, pin_memory=runtime.device.type == "cuda",
+                            persistent_workers=False)
+        yield from loader
+        epoch, skip = epoch + 1, 0
+
+
+def _open_dataset(data, *, num_frames: int, resolution, config, class_names=None) -> Dataset:
+    if isinstance(data, Dataset):
+        return data
+    return VideoClipDataset(data, num_frames=num_frames, resolution=tuple(resolution), stride=config.frame_stride,
+                            train=not config.overfit_one_clip, flip=config.flip, seed=config.seed,
+                            class_names=class_names)
+
+
+def _one_clip(dataset: Dataset) -> Dataset:
+    """Overfit mode: the first clip (fixed: centre window, centre crop), over and over."""
+    if isinstance(dataset, VideoClipDataset):
+        dataset.train = False
+    return Subset(dataset, [0])
+
+
+# ------------------------------------------------------------------ run folder
+
+class _Stop:
+    """SIGINT/SIGTERM during training: finish the current step, save, then raise.
+    A second Ctrl-C raises at once."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, sig, frame):
+        if self.signal is not None and sig == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = sig
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def error(self) -> BaseException:
+        if self.signal == signal.SIGTERM:
+            return Interrupted("training stopped by SIGTERM after saving a checkpoint", exit_code=143)
+        return KeyboardInterrupt()
+
+
+def _prepare_run_folder(out_dir: Path, resume: bool, runtime: Runtime) -> dict | None:
+    """Load the state to resume from, or make sure a new run does not overwrite an old one."""
+    state_path = out_dir / STATE_FILE
+    if resume:
+        if not state_path.is_file():
+            raise UsageError(f"nothing to resume: {state_path} does not exist")
+        try:
+            return torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception as error:  # corrupt or foreign file
+            raise ModelError(f"cannot read {state_path}: {error}") from None
+    if state_path.exists():
+        raise OutputError(f"{out_dir} already holds a training run",
+                          "pass --resume to continue it, or choose another output folder")
+    if runtime.main:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"cannot create {out_dir}: {error.strerror}") from None
+    return None
+
+
+def _check_resume_config(saved: dict, config) -> None:
+    # Settings that may change between the interrupted run and its continuation.
+    free = {"steps", "num_workers", "log_every", "save_every", "preview_every"}
+    current = _config_dict(config)
+    changed = sorted(k for k in current if k not in free and current[k] != saved.get(k))
+    if changed:
+        raise UsageError(f"resume with different settings: {', '.join(changed)}",
+                         "resume with the settings of the original run (only steps and logging may change)")
+
+
+def _config_dict(config) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _save_state(out_dir: Path, state: dict) -> None:
+    temp = out_dir / f".{STATE_FILE}.tmp"
+    try:
+        torch.save(state, temp)
+        os.replace(temp, out_dir / STATE_FILE)
+    except OSError as error:
+        temp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {out_dir / STATE_FILE}: {error.strerror or error}") from None
+
+
+def _rng_state() -> dict:
+    # Step randomness is re-derived from (seed, step); these are kept for completeness of
+    # the global generators (e.g. user code seeding from them).
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+class _Reporter:
+    """Rank-0 output: a Rich progress bar, `metrics.jsonl`, one-line messages."""
+
+    def __init__(self, out_dir: Path, runtime: Runtime, quiet: bool, total: int, start: int, every: int,
+                 title: str, headline: Sequence[str]):
+        self.enabled, self.every, self.headline = runtime.main, every, headline
+        self.sums: dict[str, float] = {}
+        self.count, self.clips = 0, 0
+        self.last: dict[str, float] = {}
+        self.started = time.perf_counter()
+        self.tick = self.started
+        self.progress = None
+        self.log = None
+        if not self.enabled:
+            return
+        path = out_dir / METRICS_FILE
+        if start and path.exists():  # drop lines past the checkpoint we resume from
+            lines = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= start]
+            path.write_text("".join(l + "\n" for l in lines))
+        self.log = open(path, "a", encoding="utf-8")
+        if not quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[info]}"), TimeRemainingColumn())
+            self.task = self.progress.add_task(title, total=total, completed=start, info="")
+            self.progress.start()
+
+    def message(self, text: str) -> None:
+        if self.enabled and self.progress is not None:
+            self.progress.console.print(text)
+
+    def update(self, step: int, lr: float, values: dict[str, float], clips: int) -> None:
+        """Called after step `step` (1-based count of finished steps)."""
+        if not self.enabled:
+            return
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+        self.clips += clips
+        if self.every and step % self.every == 0:
+            self.flush(step, lr)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=step)
+
+    def flush(self, step: int, lr: float) -> None:
+        """Write the averages since the last record (also at the end of a run)."""
+        if self.enabled and self.count:
+            now = time.perf_counter()
+            self.last = {k: v / self.count for k, v in self.sums.items()}
+            rate = self.count / max(now - self.tick, 1e-9)
+            record = {"step": step, "lr": lr, **self.last, "steps_per_s": rate,
+                      "clips_per_s": self.clips / max(now - self.tick, 1e-9), "time": round(now - self.started, 3)}
+            self.log.write(json.dumps(record) + "\n")
+            self.log.flush()
+            self.sums, self.count, self.clips, self.tick = {}, 0, 0, now
+            if self.progress is not None:
+                shown = " ".join(f"{k} {self.last[k]:.4g}" for k in self.headline if k in self.last)
+                self.progress.update(self.task, info=f"{shown} lr {lr:.2e} {rate:.2f} it/s")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        if self.log is not None:
+            self.log.close()
+
+
+def _next_batch(batches: Iterator, stop: _Stop, save: Callable[[], None]):
+    try:
+        return next(batches)
+    except Exception:
+        # Ctrl-C also reaches the DataLoader workers, which then exit: that is the stop, not an error.
+        if stop.signal is None:
+            raise
+        save()
+        raise stop.error() from None
+
+
+def _nonfinite(values: dict[str, float], step: int, out_dir: Path) -> ModelError:
+    bad = ", ".join(f"{k} = {v}" for k, v in values.items() if not math.isfinite(v))
+    return ModelError(f"training diverged at step {step}: {bad}; this step was not applied",
+                      f"the last checkpoint in {out_dir} is intact: resume from it with a lower lr")
+
+
+# ------------------------------------------------------------------ previews
+
+def _save_grid(path: Path, rows: list[torch.Tensor], max_frames: int = 8) -> None:
+    """PNG of rows of clips [3, T, H, W]: each row shows up to `max_frames` evenly spaced frames."""
+    from PIL import Image
+
+    strips = []
+    for clip in rows:
+        clip = clip.detach().float().clamp(0, 1).cpu()
+        index = torch.linspace(0, clip.shape[1] - 1, min(max_frames, clip.shape[1])).round().long()
+        frames = clip[:, index]  # [3, n, H, W]
+        strips.append(torch.cat(list(frames.permute(1, 0, 2, 3)), dim=2))  # [3, H, n*W]
+    width = max(s.shape[2] for s in strips)
+    grid = torch.cat([F.pad(s, (0, width - s.shape[2])) for s in strips], dim=1)
+    image = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp.png")
+    Image.fromarray(image).save(temp)
+    os.replace(temp, path)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-video PSNR of [B, 3, T, H, W] clips in [0, 1]: −10·log10(MSE) per frame, averaged over frames."""
+    mse = (a.float().clamp(0, 1) - b.float().clamp(0, 1)).pow(2).mean(dim=(1, 3, 4))
+    return (-10 * torch.log10(mse.clamp_min(1e-10))).mean(1)
+
+
+def _preview_clips(dataset: Dataset, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed clips for previews and PSNR: centre clips of the first videos."""
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    indices = dataset.indices[:count] if isinstance(dataset, Subset) else range(min(count, len(dataset)))
+    if isinstance(base, VideoClipDataset):
+        items = [(base.clip(i), base.items[i].label) for i in indices]
+    else:
+        items = [base[i] for i in indices]
+    return torch.stack([v for v, _ in items]), torch.tensor([int(l) for _, l in items])
+
+
+# =============================================================== stage 1
+
+class PerceptualLoss(nn.Module):
+    """Official perceptual loss on logits (losses.calculate_perceptual_loss_on_pretrained):
+    every frame resized bilinearly to 224², fed without normalisation to an image
+    classifier, MSE between its outputs on real and reconstructed frames. The
+    classifier (the official code expects an ImageNet ResNet-50 that it does not ship)
+    comes from a TorchScript file given by the user."""
+
+    def __init__(self, path: str, device: torch.device):
+        super().__init__()
+        try:
+            self.net = torch.jit.load(path, map_location=device)
+        except (OSError, RuntimeError, ValueError) as error:
+            raise ModelError(f"cannot load the perceptual-loss network {path}: {error}",
+                             "give a TorchScript file (torch.jit.save) of an image classifier") from None
+        self.net.eval()
+        for param in self.net.parameters():
+            param.requires_grad_(False)
+
+    @staticmethod
+    def _frames(video: torch.Tensor) -> torch.Tensor:
+        frames = video.transpose(1, 2).flatten(0, 1)  # [B*T, 3, H, W]
+        return F.interpolate(frames, size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.net(self._frames(real)).float()
+        return F.mse_loss(self.net(self._frames(fake)).float(), target)
+
+
+def _tokenizer_step(generator: VQTokenizer, discriminator: StyleGANDiscriminator, real: torch.Tensor,
+                    config: TokenizerTrainConfig, runtime: Runtime, perceptual: PerceptualLoss | None,
+                    lecam_ema: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Losses and gradients of one step (vqgan_trainer.train_g_d): the discriminator loss
+    differentiated w.r.t. D only, the generator loss w.r.t. G only, from one forward."""
+    real = real.detach().requires_grad_(config.r1_weight > 0)
+    with runtime.autocast():
+        recon, quantizer_losses = generator(real.detach())
+        real_logit = discriminator(real).float()
+        fake_logit = discriminator(recon).float()
+    losses: dict[str, torch.Tensor] = {}
+    if config.r1_weight > 0:
+        # R1: squared gradient norm of Σ D(real) w.r.t. the real videos, per example, batch mean.
+        grad, = torch.autograd.grad(real_logit.sum(), real, create_graph=True)
+        losses["r1"] = grad.float().pow(2).flatten(1).sum(1).mean() * config.r1_weight
+    real_mean, fake_mean = real_logit.mean(), fake_logit.mean()
+    losses["d_adversarial"] = F.softplus(-real_logit).mean() + F.softplus(fake_logit).mean()
+    if config.lecam_weight > 0:
+        losses["lecam"] = config.lecam_weight * (F.relu(real_mean - lecam_ema[1]).pow(2)
+                                                 + F.relu(lecam_ema[0] - fake_mean).pow(2))
+    d_loss = sum(losses[k] for k in ("d_adversarial", "r1", "lecam") if k in losses)
+
+    losses["reconstruction"] = F.mse_loss(recon.float(), real.detach())
+    losses["g_adversarial"] = config.adversarial_weight * F.softplus(-fake_logit).mean()
+    losses["quantizer"] = quantizer_losses["quantizer"]
+    losses["entropy"] = quantizer_losses["entropy"].detach()
+    if perceptual is not None:
+        with runtime.autocast():
+            losses["perceptual"] = config.perceptual_weight * perceptual(real.detach(), recon)
+    g_loss = losses["reconstruction"] + losses["g_adversarial"] + losses["quantizer"] + losses.get("perceptual", 0.0)
+
+    d_params = list(discriminator.parameters())
+    g_params = list(generator.parameters())
+    d_grads = torch.autograd.grad(d_loss, d_params, retain_graph=True, allow_unused=True, materialize_grads=True)
+    g_grads = torch.autograd.grad(g_loss, g_params, allow_unused=True, materialize_grads=True)
+    for p, g in zip(d_params + g_params, d_grads + g_grads):
+        p.grad = g
+    losses["d_loss"], losses["g_loss"] = d_loss, g_loss
+    losses["real_logit"], losses["fake_logit"] = real_mean, fake_mean
+    return {k: v.detach() for k, v in losses.items()}
+
+
+def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, out_dir: str | Path, *,
+                    resume: bool = False, quiet: bool = False, device: str | torch.device | None = None) -> dict:
+    """Train the tokenizer (stage 1) on `data` (folder, manifest or Dataset) into `out_dir`.
+
+    Returns a summary: steps done, last logged losses, reconstruction PSNR of the EMA
+    tokenizer on a few fixed clips at the start and at the end (and of the raw
+    generator, which leads the EMA early on), clips/s.
+    """
+    validate(config)
+    runtime = setup_runtime(config.precision, device)
+    if config.batch_size % runtime.world_size:
+        raise UsageError(f"batch_size {config.batch_size} is not divisible by the {runtime.world_size} processes")
+    out_dir = Path(out_dir)
+    saved = _prepare_run_folder(out_dir, resume, runtime)
+    if saved is not None:
+        if saved.get("stage") != "tokenizer":
+            raise UsageError(f"{out_dir} holds a {saved.get('stage')} run, not a tokenizer run")
+        _check_resume_config(saved["config"], config)
+
+    dataset = _open_dataset(data, num_frames=config.num_frames, resolution=config.resolution, config=config)
+    if config.overfit_one_clip:
+        dataset = _one_clip(dataset)
+    class_names = list(getattr(dataset, "class_names", getattr(getattr(dataset, "dataset", None), "class_names", [])))
+
+    torch.manual_seed(config.seed)
+    model_config = ModelConfig(tokenizer=config.tokenizer, num_frames=config.num_frames,
+                               resolution=tuple(config.resolution), fps=_dataset_fps(dataset),
+                               training_data=str(data) if not isinstance(data, Dataset) else "")
+    model_config.check()
+    generator = VQTokenizer(config.tokenizer).to(runtime.device)
+    disc_config = DiscriminatorConfig.for_tokenizer(config.discriminator_filters or config.tokenizer.filters,
+                                                    config.num_frames, tuple(config.resolution))
+    if config.discriminator_multipliers:
+        disc_config = dataclasses.replace(disc_config, channel_multipliers=config.discriminator_multipliers)
+    discriminator = StyleGANDiscriminator(disc_config).to(runtime.device)
+    ema = Magvit(model_config).to(runtime.device)  # the saved model: EMA of the generator
+    ema.tokenizer.load_state_dict(generator.state_dict())
+    ema.requires_grad_(False).eval()
+    adam = dict(lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps, weight_decay=0.0)
+    g_opt = torch.optim.Adam(generator.parameters(), **adam)
+    d_opt = torch.optim.Adam(discriminator.parameters(), **adam)
+    lecam_ema = torch.zeros(2, device=runtime.device)  # (real, fake) mean logits
+    perceptual = PerceptualLoss(config.perceptual_model, runtime.device) if config.perceptual_model else None
+
+    start = 0
+    if saved is not None:
+        generator.load_state_dict(saved["generator"])
+        discriminator.load_state_dict(saved["discriminator"])
+        ema.tokenizer.load_state_dict(saved["ema"])
+        g_opt.load_state_dict(saved["g_optimizer"])
+        d_opt.load_state_dict(saved["d_optimizer"])
+        lecam_ema.copy_(saved["lecam_ema"])
+        start = saved["step"]
+    _broadcast_parameters(generator, runtime)
+    _broadcast_parameters(discriminator, runtime)
+    _broadcast_parameters(ema, runtime)
+
+    preview_real, _ = _preview_clips(dataset, 4)
+    preview_real = preview_real.to(runtime.device)
+
+    def eval_psnr(module: VQTokenizer) -> float:
+        with torch.no_grad(), runtime.autocast():
+            recon = module.decode(module.encode(preview_real))
+        return float(psnr(recon, preview_real).mean())
+
+    def save(step: int) -> None:
+        if not runtime.main:
+            return
+        save_model(out_dir, ema)
+        _save_state(out_dir, {
+            "stage": "tokenizer", "step": step, "config": _config_dict(config),
+            "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
+            "ema": ema.tokenizer.state_dict(), "g_optimizer": g_opt.state_dict(), "d_optimizer": d_opt.state_dict(),
+            "lecam_ema": lecam_ema.cpu(), "discriminator_config": disc_config.to_dict(), "rng": _rng_state(),
+        })
+
+    def preview(step: int) -> None:
+        if not runtime.main:
+            return
+        with torch.no_grad(), runtime.autocast():
+            recon = ema.tokenizer.decode(ema.tokenizer.encode(preview_real))
+        rows = [clip for pair in zip(preview_real, recon) for clip in pair]
+        _save_grid(out_dir / "previews" / f"step_{step:07d}.png", rows)
+
+    psnr_start = eval_psnr(ema.tokenizer)
+    reporter = _Reporter(out_dir, runtime, quiet, config.steps, start, config.log_every, "tokenizer",
+                         ("g_loss", "d_loss", "reconstruction"))
+    if isinstance(dataset, VideoClipDataset) and dataset.unreadable:
+        reporter.message(f"[yellow]skipped {len(dataset.unreadable)} unreadable videos:\n{dataset.unreadable_report()}")
+    step = start
+    batches = _batches(dataset, config, runtime, start)
+    generator.train()
+    discriminator.train()
+    try:
+        with _Stop() as stop:
+            while step < config.steps:
+                videos, _ = _next_batch(batches, stop, lambda: save(step))
+                videos = videos.to(runtime.device, non_blocking=True)
+                lr = learning_rate(step, config.lr, config.warmup_steps, config.steps)
+                for group in g_opt.param_groups + d_opt.param_groups:
+                    group["lr"] = lr
+                losses = _tokenizer_step(generator, discriminator, videos, config, runtime, perceptual, lecam_ema)
+                _average_gradients(list(discriminator.parameters()) + list(generator.parameters()), runtime)
+                names = sorted(losses)
+                reduced = runtime.all_mean(torch.stack([losses[k].float() for k in names]
+                                                       + [torch.tensor(float(stop.signal is not None), device=runtime.device)]))
+                values = dict(zip(names, reduced[:-1].tolist()))
+                if not all(math.isfinite(v) for v in values.values()):
+                    raise _nonfinite(values, step, out_dir)
+                g_opt.step()
+                d_opt.step()
+                g_opt.zero_grad(set_to_none=True)
+                d_opt.zero_grad(set_to_none=True)
+                ema_update(ema.tokenizer, generator, config.ema_decay)
+                if config.lecam_weight > 0:
+                    lecam_ema.lerp_(torch.tensor([values["real_logit"], values["fake_logit"]], device=runtime.device),
+                                    1 - config.lecam_decay)
+                step += 1
+                reporter.update(step, lr, values, config.batch_size)
+                if config.preview_every and step % config.preview_every == 0:
+                    preview(step)
+                if reduced[-1] > 0:
+                    save(step)
+                    raise stop.error()
+                if config.save_every and step % config.save_every == 0 and step < config.steps:
+                    save(step)
+        reporter.flush(step, learning_rate(step, config.lr, config.warmup_steps, config.steps))
+        save(step)
+        preview(step)
+    finally:
+        reporter.close()
+    summary = {
+        "stage": "tokenizer", "steps": step, "out_dir": str(out_dir), "losses": reporter.last,
+        "psnr_start": psnr_start, "psnr_end": eval_psnr(ema.tokenizer), "psnr_end_raw": eval_psnr(generator),
+        "parameters": sum(p.numel() for p in generator.parameters()),
+        "discriminator_parameters": sum(p.numel() for p in discriminator.parameters()),
+        "clips": len(dataset), "class_names": class_names,
+        "seconds": round(time.perf_counter() - reporter.started, 2),
+    }
+    return summary
+
+
+# =============================================================== stage 2
+
+def _base_dataset(dataset: Dataset) -> Dataset:
+    return dataset.dataset if isinstance(dataset, Subset) else dataset
+
+
+def _dataset_fps(dataset: Dataset, default: float = 8.0) -> float:
+    base = _base_dataset(dataset)
+    rates = [item.fps for item in getattr(base, "items", [])]
+    return float(np.median(rates)) if rates else default
+
+
+@torch.no_grad()
+def tokenize_with_condition(tokenizer: VQTokenizer, videos: torch.Tensor, task: str,
+                            latent_shape: tuple[int, int, int], cond_frames: int = 1,
+                            cond_latent_frames: int = 1) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(tokens [B, N], condition tokens [B, N] or None, latent mask [1, N] or None) of a
+    batch for `task`; clip and condition video go through the tokenizer as one batch
+    (maskgvt_train_lib.tokenize_with_cond), in float32."""
+    batch = videos.shape[0]
+    with torch.autocast(videos.device.type, enabled=False):
+        if not task_lib.get_task(task).has_condition:
+            return tokenizer.encode(videos.float()).reshape(batch, -1), None, None
+        cond = task_lib.condition(task, videos, latent_shape, cond_frames, cond_latent_frames)
+        codes = tokenizer.encode(torch.cat([videos, cond.video]).float()).reshape(2 * batch, -1)
+    return codes[:batch], codes[batch:], cond.latent_mask.reshape(1, -1)
+
+
+def _latent_masks(config: TransformerTrainConfig, model_config: ModelConfig, device) -> dict[str, torch.Tensor]:
+    """[1, N] condition-token mask of every task with a condition (geometry only)."""
+    blank = torch.zeros(1, 3, model_config.num_frames, *model_config.resolution, device=device)
+    return {task: task_lib.condition(task, blank, model_config.latent_shape, config.cond_frames,
+                                     config.cond_latent_frames).latent_mask.reshape(1, -1)
+            for task in config.tasks if task_lib.get_task(task).has_condition}
+
+
+def _token_cache(folder: Path, dataset: Dataset, tokenizer: VQTokenizer, tokenizer_dir: Path,
+                 config: TransformerTrainConfig, model_config: ModelConfig, runtime: Runtime) -> TokenCache:
+    base = _base_dataset(dataset)
+    if not isinstance(base, VideoClipDataset):
+        raise UsageError("a token cache needs training data given as a folder or a manifest")
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "config.json"):
+        path = tokenizer_dir / name
+        digest.update(path.read_bytes() if path.is_file() else name.encode())
+    conditions = [t for t in config.tasks if task_lib.get_task(t).has_condition]
+    meta = {"tokenizer": digest.hexdigest(), "videos": [(i.path, i.first_frame, i.num_frames) for i in base.items],
+            "num_frames": model_config.num_frames, "resolution": list(model_config.resolution),
+            "stride": base.stride, "cond_frames": config.cond_frames, "cond_latent_frames": config.cond_latent_frames,
+            "conditions": conditions}
+    if runtime.main and not TokenCache.matches(folder, meta):
+        fixed = copy.copy(base)
+        fixed.train = False  # fixed clips: centre window, centre crop
+        loader = DataLoader(fixed, batch_size=8, num_workers=config.num_workers, worker_init_fn=worker_init)
+
+        def encode(videos: torch.Tensor) -> dict[str, torch.Tensor]:
+            videos = videos.to(runtime.device)
+            out = {"tokens": tokenizer.encode(videos).cpu()}
+            for task in conditions:
+                _, cond, _ = tokenize_with_condition(tokenizer, videos, task, model_config.latent_shape,
+                                                     config.cond_frames, config.cond_latent_frames)
+                out[task] = cond.reshape(-1, *model_config.latent_shape).cpu()
+            return out
+
+        with torch.no_grad():
+            TokenCache.build(folder, iter(loader), encode, meta)
+    if runtime.distributed:
+        dist.barrier()
+    return TokenCache(folder)
+
+
+def _transformer_loss(model: nn.Module, tconfig: TransformerConfig, task: str, tokens: torch.Tensor,
+                      cond_tokens: torch.Tensor | None, latent_mask: torch.Tensor | None, labels: torch.Tensor,
+                      ratio: float, scores: torch.Tensor, config: TransformerTrainConfig, runtime: Runtime) -> torch.Tensor:
+    masked = task_lib.mask_tokens(tconfig, task, tokens, cond_tokens, latent_mask, labels, ratio, scores=scores,
+                                  model_tasks=config.tasks)
+    with runtime.autocast():
+        logits = model(masked.inputs)
+    prefix = tconfig.num_prefix
+    return masked_token_loss(logits[:, prefix:], masked.targets[:, prefix:], masked.weights[:, prefix:],
+                             tconfig.codebook_size, config.label_smoothing)
+
+
+def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset, tokenizer_dir: str | Path,
+                      out_dir: str | Path, *, resume: bool = False, quiet: bool = False,
+                      token_cache: str | Path | None = None, device: str | torch.device | None = None) -> dict:
+    """Train the transformer (stage 2) on top of the frozen tokenizer of the model
+    folder `tokenizer_dir`; writes a complete model (tokenizer + transformer, tasks
+    and class names in config.json) into `out_dir`.
+
+    `token_cache`: a folder for tokens of fixed clips, computed once (see data.TokenCache).
+    Returns a summary: steps, logged losses, masked-token loss on fixed clips at the
+    start and the end, and, when frame prediction is trained, the PSNR of predicted
+    frames next to the PSNR of repeating the last known frame.
+    """
+    from .checkpoint import load_model
+
+    validate(config)
+    runtime = setup_runtime(config.precision, device)
+    if config.batch_size % runtime.world_size:
+        raise UsageError(f"batch_size {config.batch_size} is not divisible by the {runtime.world_size} processes")
+    out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir)
+    source = load_model(tokenizer_dir, device=runtime.device)
+    saved = _prepare_run_folder(out_dir, resume, runtime)
+    if saved is not None:
+        if saved.get("stage") != "transformer":
+            raise UsageError(f"{out_dir} holds a {saved.get('stage')} run, not a transformer run")
+        _check_resume_config(saved["config"], config)
+
+    frames, resolution = source.config.num_frames, tuple(source.config.resolution)
+    needs_classes = any(task_lib.get_task(t).class_conditional for t in config.tasks)
+    dataset = _open_dataset(data, num_frames=frames, resolution=resolution, config=config,
+                            class_names=saved["class_names"] if saved is not None and saved["class_names"] else None)
+    class_names = list(getattr(_base_dataset(dataset), "class_names", [])) if needs_classes else []
+    if needs_classes and not class_names:
+        raise UsageError(f"tasks {', '.join(config.tasks)} need class labels, but the training data has none",
+                         "put the videos in class sub-folders or give labels in a manifest")
+    if config.overfit_one_clip:
+        dataset = _one_clip(dataset)
+
+    latent_shape = source.tokenizer.latent_shape(frames, *resolution)
+    tconfig = dataclasses.replace(config.transformer, codebook_size=source.config.tokenizer.codebook_size,
+                                  num_classes=len(class_names), multi_task=len(config.tasks) > 1,
+                                  latent_shape=latent_shape)
+    model_config = ModelConfig(tokenizer=source.config.tokenizer, transformer=tconfig, num_frames=frames,
+                               resolution=resolution, tasks=list(config.tasks), class_names=class_names,
+                               fps=_dataset_fps(dataset, source.config.fps),
+                               training_data=str(data) if not isinstance(data, Dataset) else "")
+    model_config.check()
+    torch.manual_seed(config.seed)
+    magvit = Magvit(model_config).to(runtime.device)
+    magvit.tokenizer.load_state_dict(source.tokenizer.state_dict())
+    magvit.tokenizer.requires_grad_(False).eval()
+    del source
+    transformer = magvit.transformer
+    optimizer = torch.optim.AdamW(weight_decay_groups(transformer, config.weight_decay), lr=config.lr,
+                                  betas=(config.beta1, config.beta2), eps=config.eps)
+    start = 0
+    if saved is not None:
+        transformer.load_state_dict(saved["transformer"])
+        optimizer.load_state_dict(saved["optimizer"])
+        start = saved["step"]
+    if runtime.distributed:
+        model = nn.parallel.DistributedDataParallel(
+            transformer, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
+    else:
+        model = transformer
+
+    preview_videos, preview_labels = _preview_clips(dataset, 4)
+    preview_videos, preview_labels = preview_videos.to(runtime.device), preview_labels.to(runtime.device)
+    cache = None
+    if token_cache is not None:
+        cache = _token_cache(Path(token_cache), dataset, magvit.tokenizer, tokenizer_dir, config, model_config,
+                             runtime)
+        if config.overfit_one_clip:
+            cache = Subset(cache, [0])
+    latent_masks = _latent_masks(config, model_config, runtime.device)
+    schedule = task_lib.TaskSchedule.create(config.tasks, seed=config.seed)
+    local = config.batch_size // runtime.world_size
+
+    @torch.no_grad()
+    def eval_loss() -> float:
+        """Masked-token loss on the fixed clips, every task, mask ratio 0.5, fixed scores."""
+        transformer.eval()
+        total = 0.0
+        for task in config.tasks:
+            tokens, cond, mask = tokenize_with_condition(magvit.tokenizer, preview_videos, task, latent_shape,
+                                                         config.cond_frames, config.cond_latent_frames)
+            scores = torch.rand(tokens.shape, generator=_bits(config.seed, "eval", task)).to(runtime.device)
+            total += float(_transformer_loss(transformer, tconfig, task, tokens, cond, mask, preview_labels, 0.5,
+                                             scores, config, runtime))
+        transformer.train()
+        return total / len(config.tasks)
+
+    def generate(task: str) -> torch.Tensor:
+        from .model import DecodeOptions
+
+        magvit.eval()
+        labels = preview_labels if task_lib.get_task(task).class_conditional else None
+        video = None if task == "full_generation" else preview_videos
+        out = magvit.run_task(task, video, labels, DecodeOptions(seed=config.seed), cond_frames=config.cond_frames)
+        transformer.train()
+        return out
+
+    def save(step: int) -> None:
+        if runtime.main:
+            save_model(out_dir, magvit)
+            _save_state(out_dir, {"stage": "transformer", "step": step, "config": _config_dict(config),
+                                  "transformer": transformer.state_dict(), "optimizer": optimizer.state_dict(),
+                                  "class_names": class_names, "rng": _rng_state()})
+
+    def preview(step: int) -> None:
+        if not runtime.main:
+            return
+        task = config.tasks[(step // max(1, config.preview_every)) % len(config.tasks)]
+        out = generate(task)
+        cond = task_lib.condition(task, preview_videos, latent_shape, config.cond_frames, config.cond_latent_frames)
+        rows = [clip for triple in zip(preview_videos, cond.video.expand_as(preview_videos), out) for clip in triple]
+        _save_grid(out_dir / "previews" / f"step_{step:07d}_{task}.png", rows)
+
+    loss_start = eval_loss()
+    reporter = _Reporter(out_dir, runtime, quiet, config.steps, start, config.log_every, "transformer", ("loss",))
+    if isinstance(_base_dataset(dataset), VideoClipDataset) and _base_dataset(dataset).unreadable:
+        reporter.message(f"[yellow]skipped {len(_base_dataset(dataset).unreadable)} unreadable videos:\n"
+                         f"{_base_dataset(dataset).unreadable_report()}")
+    batches = _batches(cache if cache is not None else dataset, config, runtime, start)
+    step = start
+    transformer.train()
+    try:
+        with _Stop() as stop:
+            while step < config.steps:
+                task = schedule.task_for_step(step)
+                batch = _next_batch(batches, stop, lambda: save(step))
+                labels = batch[-1].to(runtime.device)
+                if cache is not None:
+                    tokens = batch[0].to(runtime.device).reshape(local, -1)
+                    cond = batch[1][task].to(runtime.device).reshape(local, -1) if task in latent_masks else None
+                    mask = latent_masks.get(task)
+                else:
+                    tokens, cond, mask = tokenize_with_condition(magvit.tokenizer, batch[0].to(runtime.device), task,
+                                                                 latent_shape, config.cond_frames,
+                                                                 config.cond_latent_frames)
+                # One mask ratio per step and scores drawn for the global batch (rank r holds
+                # examples r, r + W, ...), so N processes compute what one process would.
+                bits = _bits(config.seed, "mask", step)
+                ratio = task_lib.sample_mask_ratio(bits)
+                scores = torch.rand(config.batch_size, tokens.shape[1], generator=bits)
+                scores = scores[runtime.rank::runtime.world_size].to(runtime.device)
+                torch.manual_seed(seed_for(config.seed, "dropout", step, runtime.rank))
+                lr = learning_rate(step, config.lr, config.warmup_steps, config.steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                loss = _transformer_loss(model, tconfig, task, tokens, cond, mask, labels, ratio, scores, config,
+                                         runtime)
+                loss.backward()
+                grad_norm = clip_grad_norm(list(transformer.parameters()), config.grad_clip)
+                reduced = runtime.all_mean(torch.stack([loss.detach().float(), grad_norm.float(),
+                                                        torch.tensor(float(stop.signal is not None),
+                                                                     device=runtime.device)]))
+                values = {"loss": float(reduced[0]), "grad_norm": float(reduced[1]), "mask_ratio": ratio}
+                if not math.isfinite(values["loss"]) or not math.isfinite(values["grad_norm"]):
+                    raise _nonfinite(values, step, out_dir)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                reporter.update(step, lr, {**values, f"loss_{task}": values["loss"]}, config.batch_size)
+                if config.preview_every and step % config.preview_every == 0:
+                    preview(step)
+                if reduced[-1] > 0:
+                    save(step)
+                    raise stop.error()
+                if config.save_every and step % config.save_every == 0 and step < config.steps:
+                    save(step)
+        reporter.flush(step, learning_rate(step, config.lr, config.warmup_steps, config.steps))
+        save(step)
+        preview(step)
+    finally:
+        reporter.close()
+    summary = {"stage": "transformer", "steps": step, "out_dir": str(out_dir), "losses": reporter.last,
+               "eval_loss_start": loss_start, "eval_loss_end": eval_loss(),
+               "parameters": sum(p.numel() for p in transformer.parameters()), "tasks": list(config.tasks),
+               "class_names": class_names, "clips": len(dataset),
+               "seconds": round(time.perf_counter() - reporter.started, 2)}
+    if "frame_prediction" in config.tasks:
+        predicted = generate("frame_prediction")
+        known = task_lib.condition("frame_prediction", preview_videos, latent_shape, config.cond_frames,
+                                   config.cond_latent_frames).video
+        cut = config.cond_frames
+        summary["frame_prediction_psnr"] = float(psnr(predicted[:, :, cut:], preview_videos[:, :, cut:]).mean())
+        summary["copy_last_frame_psnr"] = float(psnr(known[:, :, cut:], preview_videos[:, :, cut:]).mean())
+    return summary
