@@ -629,4 +629,4 @@ def _tokenizer_path_from_config(tr_official, base_dir: Path | None) -> Path:
 def _describe(cfg: dict) -> str:
     dataset = cfg.get("dataset_name") or "unknown dataset"
     experiment = cfg.get("experiment_name")
-    return f"{dataset}; converted from the official MAGVIT checkpoint" + (f" ({experiment})" if experiment else "")
+    return f"{dataset} (converted from an official MAGVIT checkpoint" + (f", experiment {experiment})" if experiment else ")")
