@@ -7,6 +7,7 @@ Tolerances (float32, fixture README §7): encoder latents 2e-4, decoded video 1e
 
 import json
 import math
+import re
 import shutil
 import sys
 
@@ -420,3 +421,88 @@ def test_copied_work_dir_converts(reference_dir, tmp_path, tokenizer_io):
     with torch.no_grad():
         recon = model.tokenizer.decode(torch.from_numpy(tokenizer_io["ids"]).long())
     assert math.isclose(0.0, (recon - channels_first(tokenizer_io["recon"])).abs().max().item(), abs_tol=RECON_ATOL)
+
+
+# --------------------------------------------------------------------------- other layouts
+
+
+def flax_tokenizer_tree(model: VQTokenizer) -> dict:
+    """The official Flax parameter tree of `model`, written from the spec's naming rules (§3.3, §3.5, §4)."""
+    tree: dict = {}
+    last_decoder_conv = len(model.decoder.upsamples) + 1
+    renames = [
+        (r"^quantizer\.codebook$", "quantizer/codebook"),
+        (r"^(encoder|decoder)\.conv_in\.", r"\1/Conv_0/"),
+        (r"^encoder\.conv_out\.", "encoder/Conv_1/"),
+        (r"^decoder\.conv_out\.", f"decoder/Conv_{last_decoder_conv}/"),
+        (r"^decoder\.upsamples\.(\d+)\.conv\.", lambda m: f"decoder/Conv_{int(m.group(1)) + 1}/"),
+        (r"^(encoder|decoder)\.norm_out\.", r"\1/GroupNorm_0/"),
+        (r"^(encoder|decoder)\.res_blocks\.(\d+)\.", r"\1/ResBlock_\2/"),
+        (r"/norm1\.", "/GroupNorm_0/"), (r"/conv1\.", "/Conv_0/"), (r"/norm2\.", "/GroupNorm_1/"),
+        (r"/conv2\.", "/Conv_1/"), (r"/shortcut\.", "/Conv_2/"),
+    ]
+    for name, tensor in model.state_dict().items():
+        path = name
+        for pattern, replacement in renames:
+            path = re.sub(pattern, replacement, path)
+        array = tensor.numpy()
+        if path.endswith("/weight") and array.ndim == 5:
+            path, array = path[: -len("weight")] + "kernel", array.transpose(2, 3, 4, 1, 0)
+        elif path.endswith("/weight"):
+            path = path[: -len("weight")] + "scale"
+        node = tree
+        *parents, leaf = path.split("/")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = np.ascontiguousarray(array)
+    return tree
+
+
+def official_tokenizer_config(config) -> dict:
+    vqvae = {key: list(value) if isinstance(value, tuple) else value for key, value in config.to_dict().items()}
+    del vqvae["padding_mode"]
+    vqvae.update(architecture="3dcnn", norm_type="GN", activation_fn="swish", conv_downsample=False)
+    return {"tokenizer_config": {"image_size": 32, "dataset_configs": {"num_frames": 8}, "vqvae": vqvae}}
+
+
+def test_four_level_layout_with_spatial_only_stage(tmp_path):
+    """A 128²-style layout (4 levels, 2 blocks, flags True/False/True): decoder convs Conv_1..3 up, Conv_4 out."""
+    from magvit_cli.tokenizer import TokenizerConfig
+
+    config = TokenizerConfig(filters=32, channel_multipliers=(1, 2, 1, 2), temporal_downsample=(True, False, True),
+                             num_enc_res_blocks=2, num_dec_res_blocks=2, embedding_dim=8, codebook_size=16)
+    torch.manual_seed(0)
+    reference = VQTokenizer(config).eval()
+    tree = flax_tokenizer_tree(reference)
+    assert set(tree["decoder"]) >= {"Conv_0", "Conv_1", "Conv_2", "Conv_3", "Conv_4"}
+    (tmp_path / "checkpoint_7").write_bytes(pack_flax({"ema_params": tree, "global_step": np.int64(7)}))
+    model = convert(official_tokenizer_config(config), tmp_path)
+    assert model.config.tokenizer == config and model.transformer is None
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(model.tokenizer.state_dict()[name], tensor), name
+    video = torch.rand(1, 3, 8, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model.tokenizer.encode(video), reference.encode(video))
+
+
+def test_convert_by_preset_name(tmp_path):
+    torch.manual_seed(0)
+    reference = VQTokenizer(TOKENIZER_PRESETS["bair-b"])
+    (tmp_path / "checkpoint_1").write_bytes(pack_flax({"ema_params": flax_tokenizer_tree(reference)}))
+    model = convert("bair-b", tmp_path)
+    assert model.config.tokenizer == TOKENIZER_PRESETS["bair-b"]
+    assert (model.config.num_frames, tuple(model.config.resolution), model.config.fps) == (16, (64, 64), 10.0)
+    assert torch.equal(model.tokenizer.decoder.conv_out.weight, reference.decoder.conv_out.weight)
+
+
+def test_orbax_checkpoint(reference_dir, tmp_path, tokenizer_io):
+    ocp = pytest.importorskip("orbax.checkpoint")
+    state = read_flax_checkpoint(reference_dir / "tokenizer_ckpt")
+    ocp.PyTreeCheckpointer().save(str(tmp_path / "checkpoint_5"), state)
+    restored = read_flax_checkpoint(tmp_path)
+    kernel = restored["ema_params"]["encoder"]["Conv_0"]["kernel"]
+    assert np.array_equal(kernel, state["ema_params"]["encoder"]["Conv_0"]["kernel"])
+    model = convert(reference_dir / "config.json", tmp_path / "checkpoint_5")
+    with torch.no_grad():
+        recon = model.tokenizer.decode(torch.from_numpy(tokenizer_io["ids"]).long())
+    assert (recon - channels_first(tokenizer_io["recon"])).abs().max().item() <= RECON_ATOL
