@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from magvit_cli.errors import ModelError, UnsupportedError, UsageError
+from magvit_cli.model import Magvit, ModelConfig
 from magvit_cli.tokenizer import TOKENIZER_PRESETS, TokenizerConfig
 from magvit_cli.transformer import TRANSFORMER_PRESETS, TransformerConfig
 
@@ -41,7 +42,7 @@ def read_flax_checkpoint(path: str | Path) -> dict:
 
     `path` is a legacy msgpack file `checkpoint_<step>`, an Orbax checkpoint directory,
     or a work directory, in which case its newest `checkpoint_<step>` is read (names
-    containing 'tmp' are skipped, as flax.training.checkpoints does).
+    with anything after the step, such as Flax/Orbax '...tmp...' leftovers, are skipped).
     """
     path = Path(path).expanduser()
     if not path.exists():
@@ -50,7 +51,7 @@ def read_flax_checkpoint(path: str | Path) -> dict:
         steps = [
             (int(m.group(1)), entry)
             for entry in path.iterdir()
-            if (m := _STEP_NAME.match(entry.name)) and "tmp" not in entry.name
+            if (m := _STEP_NAME.match(entry.name))
         ]
         if steps:
             return read_flax_checkpoint(max(steps)[1])
@@ -337,6 +338,15 @@ def _section(cfg: dict, key: str, where: str) -> dict:
     return value
 
 
+def _optional_section(cfg: dict, key: str) -> dict:
+    value = cfg.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ModelError(f"official config: {key} must be an object, got {type(value).__name__}")
+    return value
+
+
 def _require(cfg: dict, key: str, where: str):
     if key not in cfg or cfg[key] is None:
         raise ModelError(f"official config: {where}{key} is missing")
@@ -403,7 +413,7 @@ def transformer_config_from_official(cfg: dict, codebook_size: int) -> Transform
     latent_shape = _require(model, "latent_shape", where)
     if not isinstance(latent_shape, (list, tuple)):
         raise ModelError(f"official config: transformer.latent_shape must be a list, got {latent_shape!r}")
-    dataset = cfg.get("dataset_configs") or {}
+    dataset = _optional_section(cfg, "dataset_configs")
     return TransformerConfig(
         codebook_size=codebook_size,
         num_classes=dataset.get("num_classes", 0),
@@ -440,7 +450,7 @@ def check_transformer_shapes(config: TransformerConfig, checkpoint: dict) -> Non
     if layers != config.num_layers:
         raise ModelError(f"transformer checkpoint has {layers} BertLayer_* blocks, the config says {config.num_layers}")
     query = leaves.get("BertLayer_0/BertAttention_0/self_attention/query/kernel")
-    if query is not None and np.shape(query)[1] != config.num_heads:
+    if query is not None and np.ndim(query) == 3 and np.shape(query)[1] != config.num_heads:
         raise ModelError(
             f"transformer checkpoint: BertLayer_0/BertAttention_0/self_attention/query/kernel has shape "
             f"{tuple(np.shape(query))} ({np.shape(query)[1]} heads), the config says {config.num_heads} heads"
@@ -536,14 +546,12 @@ def convert(
     `vq_model_from.checkpoint_path` is used when it is a local path. Without
     `transformer_ckpt` the model is tokenizer-only.
     """
-    from magvit_cli.model import Magvit, ModelConfig  # model.py imports the task code; keep reading light
-
     transformer_checkpoint = read_flax_checkpoint(transformer_ckpt) if transformer_ckpt is not None else None
     official, base_dir = _official_configs(config, transformer_checkpoint)
     tok_official = official.get("tokenizer_config")
     tr_official = official.get("transformer_config")
     if tok_official is None and isinstance(tr_official, dict):
-        tok_official = (tr_official.get("vq_model_from") or {}).get("config")
+        tok_official = _optional_section(tr_official, "vq_model_from").get("config")
     if not isinstance(tok_official, dict):
         raise ModelError("official config: no tokenizer_config (nor transformer_config.vq_model_from.config) found")
 
@@ -562,24 +570,21 @@ def convert(
         transformer_state = transformer_state_dict(transformer_checkpoint)
 
     source = tr_official if transformer_config is not None else tok_official
-    dataset_configs = source.get("dataset_configs") or {}
+    dataset_configs = _optional_section(source, "dataset_configs")
     image_size = source.get("image_size", 64)
-    resolution = tuple(image_size) if isinstance(image_size, (list, tuple)) else (image_size, image_size)
-    extra = {}
-    if dataset_configs.get("frame_rate"):
-        extra["fps"] = float(dataset_configs["frame_rate"])
     num_classes = transformer_config.num_classes if transformer_config is not None else 0
-    model_config = ModelConfig(
-        tokenizer=tokenizer_config,
-        transformer=transformer_config,
-        num_frames=dataset_configs.get("num_frames", 16),
-        resolution=resolution,
-        tasks=list(tr_official.get("tasks", [])) if transformer_config is not None else [],
-        class_names=[f"class_{i}" for i in range(num_classes)],
-        training_data=_describe(source),
-        **extra,
-    )
-    model_config.check()
+    description = {
+        "tokenizer": tokenizer_config.to_dict(),
+        "transformer": transformer_config.to_dict() if transformer_config is not None else None,
+        "num_frames": dataset_configs.get("num_frames", 16),
+        "resolution": list(image_size) if isinstance(image_size, (list, tuple)) else [image_size, image_size],
+        "tasks": list(tr_official.get("tasks", [])) if transformer_config is not None else [],
+        "class_names": [f"class_{i}" for i in range(num_classes)],
+        "training_data": _describe(source),
+    }
+    if dataset_configs.get("frame_rate"):
+        description["fps"] = dataset_configs["frame_rate"]
+    model_config = ModelConfig.from_dict(description)  # validates values and cross-checks the two stages
     model = Magvit(model_config)
     load_converted(model.tokenizer, tokenizer_state, "tokenizer")
     if transformer_state is not None:
@@ -613,7 +618,7 @@ def _official_configs(config: dict | str | Path, transformer_checkpoint: dict | 
 
 
 def _tokenizer_path_from_config(tr_official, base_dir: Path | None) -> Path:
-    where = ((tr_official or {}).get("vq_model_from") or {}).get("checkpoint_path") if isinstance(tr_official, dict) else None
+    where = _optional_section(tr_official, "vq_model_from").get("checkpoint_path") if isinstance(tr_official, dict) else None
     if where and "://" not in str(where):
         path = Path(where).expanduser()
         if not path.is_absolute() and base_dir is not None:
