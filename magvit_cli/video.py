@@ -158,9 +158,10 @@ def _stream_fps(path: Path, stream) -> Fraction:
 
 def _is_variable_rate(stream) -> bool:
     # avg_frame_rate (frames / duration) and r_frame_rate (the rate that expresses every
-    # timestamp) agree on constant-rate streams; they drift apart when frame spacing varies.
+    # timestamp) agree on constant-rate streams and drift apart when frame spacing varies;
+    # 1% leaves room for rounded (millisecond) timestamps and a last frame's odd duration.
     avg, base = stream.average_rate, stream.base_rate
-    return bool(avg and base and abs(avg - base) > base / 1000)
+    return bool(avg and base and abs(avg - base) > base / 100)
 
 
 def _clockwise(ccw_degrees: int) -> int:
@@ -543,11 +544,10 @@ class VideoWriter:
                     "(4:2:0 video needs even sizes)", VideoWarning, stacklevel=3)
             stream.width, stream.height = width + self._pad[1], height + self._pad[0]
             stream.pix_fmt = "yuv420p"
-            # Tag what _encode converts to, so players and our reader invert the same matrix.
-            stream.codec_context.colorspace = av.video.reformatter.Colorspace.ITU709
+            # BT.601 is what decoders assume when the bitstream carries no tag (MPEG-4 Part 2
+            # in AVI); H.264/VP9 also store the tag.
+            stream.codec_context.colorspace = av.video.reformatter.Colorspace.ITU601
             stream.codec_context.color_range = av.video.reformatter.ColorRange.MPEG
-            stream.codec_context.color_primaries = 1  # BT.709
-            stream.codec_context.color_trc = 1  # BT.709
             stream.options = dict(ENCODER_OPTIONS[encoder])
         stream.time_base = 1 / self.fps
         self._video = stream
@@ -564,7 +564,7 @@ class VideoWriter:
             self._palette.push(frame)
             self._drain_palette()
             return
-        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+        frame = frame.reformat(format="yuv420p", dst_colorspace="ITU601", dst_color_range="MPEG")
         self._container.mux(self._video.encode(frame))
 
     def _drain_palette(self) -> None:

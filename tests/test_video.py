@@ -1,0 +1,530 @@
+import errno
+import json
+import os
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from magvit_cli import video
+from magvit_cli.errors import InputError, OutputError, UsageError
+from magvit_cli.video import (
+    VideoWarning,
+    VideoWriter,
+    as_fps,
+    default_output_path,
+    frames_to_tensor,
+    iter_frames,
+    iter_windows,
+    probe,
+    read_video,
+    tensor_to_frames,
+    write_video,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+NTSC = Fraction(30000, 1001)
+SAMPLE_RATE = 48000
+
+
+def moving_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """Gradients plus a moving white square: real motion, yet easy on lossy codecs."""
+    y, x = np.mgrid[0:height, 0:width]
+    frames = np.empty((count, height, width, 3), np.uint8)
+    for i in range(count):
+        frames[i, ..., 0] = x * 255 // (width - 1)
+        frames[i, ..., 1] = y * 255 // (height - 1)
+        frames[i, ..., 2] = (40 + 8 * i) % 256
+        left = (2 * i) % (width - 12)
+        frames[i, 8:20, left:left + 12] = 255
+    return frames
+
+
+def make_clip(path: Path, count: int = 60, fps: Fraction = NTSC, burst_at: float | None = 1.0,
+              rotation: int | None = None, timestamps: list[int] | None = None) -> Path:
+    """A clip written with PyAV directly (not with the code under test): H.264 video and,
+    when `burst_at` is given, stereo AAC as long as the video, silent except a 1 kHz burst of
+    0.1 s at `burst_at` seconds. `timestamps` (ms) make the frame spacing irregular."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        time_base = Fraction(1, 1000) if timestamps else 1 / fps
+        stream.codec_context.time_base = stream.time_base = time_base
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        if burst_at is not None:
+            audio = container.add_stream("aac", rate=SAMPLE_RATE)
+            audio.layout = "stereo"
+        for i, rgb in enumerate(moving_frames(count)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = (timestamps[i] if timestamps else i), time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+        if burst_at is None:
+            return path
+        total = int(count / fps * SAMPLE_RATE)
+        t = np.arange(total) / SAMPLE_RATE
+        burst = (t >= burst_at) & (t < burst_at + 0.1)
+        signal = np.where(burst, 0.5 * np.sin(2 * np.pi * 1000 * t), 0.0).astype(np.float32)
+        for start in range(0, total, 1024):
+            chunk = signal[start:start + 1024]
+            frame = av.AudioFrame.from_ndarray(np.stack([chunk, chunk]), format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, start, Fraction(1, SAMPLE_RATE)
+            container.mux(audio.encode(frame))
+        container.mux(audio.encode(None))
+    return path
+
+
+def reopen(path: Path) -> dict:
+    """What the container itself says about a written file."""
+    with av.open(str(path)) as container:
+        v = container.streams.video[0]
+        result = {
+            "codec": v.codec_context.name,
+            "frames": sum(1 for p in container.demux(v) if p.size),
+            "fps": v.average_rate,
+            "video_start": float(v.start_time * v.time_base) if v.start_time else 0.0,
+            "audio": [a.codec_context.name for a in container.streams.audio],
+        }
+    with av.open(str(path)) as container:
+        if container.streams.audio:
+            rate = container.streams.audio[0].codec_context.sample_rate
+            samples = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
+            result["audio_seconds"] = len(samples) / rate
+            loud = np.flatnonzero(np.abs(samples) > 0.05)
+            result["burst_at"] = loud[0] / rate if len(loud) else None
+    return result
+
+
+def listing(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+# ----------------------------------------------------------------------------- round trips
+
+ROUND_TRIPS = [
+    # target, fps, codec, mean abs error allowed on 0..255 (4:2:0 chroma alone costs ~1.9 here)
+    ("out.mp4", NTSC, "h264", 3.0),
+    ("out.mov", NTSC, "h264", 3.0),
+    ("out.mkv", NTSC, "h264", 3.0),
+    ("out.webm", NTSC, "vp9", 3.0),
+    ("out.avi", Fraction(25), "mpeg4", 3.0),
+    ("out.gif", Fraction(25), "gif", 4.0),  # GIF stores 1/100 s delays: 25 and 10 fps are exact
+    ("out.gif", Fraction(10), "gif", 4.0),
+    ("frames/", Fraction(24), "png", 0.0),
+]
+
+
+@pytest.mark.parametrize("target, fps, codec, tolerance", ROUND_TRIPS)
+def test_round_trip(tmp_path, target, fps, codec, tolerance):
+    frames = moving_frames(18)
+    out = write_video(tmp_path / target, iter(frames), fps)
+    info = probe(out, folder_fps=fps)
+    assert (info.width, info.height, info.num_frames) == (64, 48, 18)
+    assert info.fps == fps and isinstance(info.fps, Fraction)
+    assert info.duration == pytest.approx(18 / fps, abs=0.002)
+    assert info.codec == codec and not info.has_audio and not info.variable_frame_rate
+    decoded, info2 = read_video(out, folder_fps=fps)
+    assert decoded.shape == frames.shape and decoded.dtype == np.uint8
+    assert info2.num_frames == 18  # every frame, also those the decoder holds back (B-frames)
+    error = np.abs(decoded.astype(int) - frames).mean()
+    assert error <= tolerance
+    if tolerance == 0:
+        np.testing.assert_array_equal(decoded, frames)
+    assert not [n for n in listing(tmp_path) if n.startswith(".")]  # no temporary left
+
+
+def test_exact_ntsc_rate_survives_mp4(tmp_path):
+    out = write_video(tmp_path / "clip.mp4", moving_frames(30), "29.97")
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.average_rate == NTSC
+        assert stream.duration * stream.time_base == Fraction(30) / NTSC  # 1.001 s exactly
+
+
+def test_container_rate_and_count_for_mkv_are_counted(tmp_path):
+    out = write_video(tmp_path / "clip.mkv", moving_frames(21), NTSC)
+    info = probe(out)
+    assert info.frames_counted and info.num_frames == 21 and info.fps == NTSC
+
+
+def test_odd_sizes_are_padded_with_a_warning(tmp_path):
+    frames = moving_frames(4, height=17, width=33)
+    with pytest.warns(VideoWarning, match="33x17 padded to 34x18"):
+        out = write_video(tmp_path / "odd.mp4", frames, 25)
+    decoded, info = read_video(out)
+    assert (info.width, info.height) == (34, 18)
+    decoded = decoded.astype(int)
+    assert np.abs(decoded[:, :17, :33] - frames).mean() < 6  # in place, not rescaled
+    assert np.abs(decoded[:, :, 33] - decoded[:, :, 32]).mean() < 6  # the pad repeats the edge
+    assert np.abs(decoded[:, 17] - decoded[:, 16]).mean() < 6
+
+
+def test_frame_folder_input_is_sorted_naturally(tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    frames = moving_frames(11)
+    for i, frame in enumerate(frames):  # img_1.png, ..., img_10.png: "10" sorts after "9"
+        write_video(tmp_path / "tmpframe/", [frame], 24)
+        (tmp_path / "tmpframe" / "frame_000000.png").rename(folder / f"img_{i + 1}.png")
+        (tmp_path / "tmpframe").rmdir()
+    (folder / "notes.txt").write_text("not a frame")
+    info = probe(folder, folder_fps=Fraction(12))
+    assert (info.num_frames, info.fps, info.duration, info.container) == (11, 12, 11 / 12, "frames")
+    assert probe(folder).fps == 24  # the default rate of a frame folder
+    np.testing.assert_array_equal(np.stack(list(iter_frames(folder))), frames)
+    np.testing.assert_array_equal(np.stack(list(iter_frames(folder, start=3, stop=5))), frames[3:5])
+
+
+def test_frame_folder_with_mixed_sizes_is_an_input_error(tmp_path):
+    write_video(tmp_path / "a/", moving_frames(2), 24)
+    write_video(tmp_path / "b/", moving_frames(1, height=32, width=32), 24)
+    (tmp_path / "b" / "frame_000000.png").rename(tmp_path / "a" / "frame_000002.png")
+    with pytest.raises(InputError, match="same size"):
+        list(iter_frames(tmp_path / "a"))
+
+
+# ----------------------------------------------------------------------------- audio and timing
+
+
+@pytest.fixture(scope="module")
+def clip_with_audio(tmp_path_factory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("src") / "input.mp4", count=60, fps=NTSC, burst_at=1.0)
+
+
+@pytest.mark.parametrize("suffix, audio_codec", [(".mp4", "aac"), (".mov", "aac"), (".mkv", "aac"), (".webm", "opus")])
+def test_timeline_preserving_write_keeps_fps_duration_and_audio(tmp_path, clip_with_audio, suffix, audio_codec):
+    frames, info = read_video(clip_with_audio)
+    assert info.has_audio and info.audio_codec == "aac" and info.fps == NTSC
+    out = write_video(tmp_path / f"same{suffix}", frames, info.fps, audio_from=clip_with_audio,
+                      inputs=[clip_with_audio])
+    meta = reopen(out)
+    assert meta["frames"] == 60 and meta["fps"] == NTSC and meta["video_start"] == 0.0
+    assert meta["audio"] == [audio_codec]  # copied, re-encoded to Opus only for webm
+    # duration kept to within one audio packet (1024 samples = 21 ms), burst where it was
+    assert meta["audio_seconds"] == pytest.approx(2.002, abs=0.025)
+    assert meta["burst_at"] == pytest.approx(1.0, abs=0.025)
+    assert probe(out).duration == pytest.approx(2.002, abs=0.001)
+
+
+def test_interpolation_keeps_duration_and_audio_at_a_higher_rate(tmp_path, clip_with_audio):
+    frames, info = read_video(clip_with_audio)
+    doubled = np.repeat(frames, 2, axis=0)
+    out = write_video(tmp_path / "fast.mp4", doubled, info.fps * 2, audio_from=clip_with_audio)
+    meta = reopen(out)
+    assert meta["frames"] == 120 and meta["fps"] == 2 * NTSC
+    assert probe(out).duration == pytest.approx(2.002, abs=0.001)
+    assert meta["audio_seconds"] == pytest.approx(2.002, abs=0.025)
+    assert meta["burst_at"] == pytest.approx(1.0, abs=0.025)
+
+
+def test_prediction_appends_frames_and_keeps_the_audio_as_is(tmp_path, clip_with_audio):
+    frames, info = read_video(clip_with_audio)
+    longer = np.concatenate([frames, frames[-16:]])
+    out = write_video(tmp_path / "longer.mp4", longer, info.fps, audio_from=clip_with_audio)
+    meta = reopen(out)
+    assert meta["frames"] == 76 and probe(out).duration == pytest.approx(76 / NTSC, abs=0.001)
+    assert meta["audio_seconds"] == pytest.approx(2.002, abs=0.025)  # not stretched, not padded
+    assert meta["burst_at"] == pytest.approx(1.0, abs=0.025)
+
+
+def test_audio_start_keeps_a_cut_aligned(tmp_path, clip_with_audio):
+    frames, info = read_video(clip_with_audio)
+    start = 15 / info.fps  # 0.5005 s
+    out = write_video(tmp_path / "cut.mp4", frames[15:45], info.fps, audio_from=clip_with_audio,
+                      audio_start=float(start))
+    meta = reopen(out)
+    assert meta["frames"] == 30
+    assert meta["audio_seconds"] == pytest.approx(30 / NTSC, abs=0.025)  # cut where the video ends
+    assert meta["burst_at"] == pytest.approx(1.0 - float(start), abs=0.025)
+
+
+@pytest.mark.parametrize("target", ["out.gif", "outframes/"])
+def test_audio_is_dropped_with_a_warning_where_it_cannot_go(tmp_path, clip_with_audio, target):
+    frames = moving_frames(5)
+    with pytest.warns(VideoWarning, match="audio is dropped"):
+        out = write_video(tmp_path / target, frames, 25, audio_from=clip_with_audio)
+    assert probe(out).has_audio is False
+
+
+# ----------------------------------------------------------------------------- streaming
+
+STREAMING_SCRIPT = """
+import resource, sys
+from magvit_cli.video import iter_windows
+for path in sys.argv[1:]:  # the peak only grows: the longer video goes second
+    count = 0
+    for start, window in iter_windows(path, 16, 4):
+        count = start + len(window)
+    print(count, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_streaming_read_memory_does_not_grow_with_length(tmp_path):
+    def synthetic(name: str, count: int) -> Path:
+        base = moving_frames(1, height=240, width=320)[0]
+        frames = (np.roll(base, 3 * i, axis=1) for i in range(count))  # generated lazily
+        return write_video(tmp_path / name, frames, 25)
+
+    short, long = synthetic("short.avi", 100), synthetic("long.avi", 400)
+    # a fresh interpreter, so that no earlier test's peak hides this one
+    result = subprocess.run([sys.executable, "-c", STREAMING_SCRIPT, str(short), str(long)],
+                            capture_output=True, text=True, check=True, cwd=REPO)
+    (count_short, peak_short), (count_long, peak_long) = [map(int, line.split()) for line in result.stdout.splitlines()]
+    assert (count_short, count_long) == (100, 400)
+    # the 300 extra frames are 300 * 225 KiB = 66 MiB: holding them would show
+    assert peak_long - peak_short < 16, (peak_short, peak_long)
+
+
+def test_iter_windows_overlap_and_tail(tmp_path):
+    frames = moving_frames(40)
+    folder = write_video(tmp_path / "frames/", frames, 24)  # lossless, so contents compare exactly
+    windows = list(iter_windows(folder, 16, 4))
+    assert [start for start, _ in windows] == [0, 12, 24]  # 36..39 were all in the last window
+    for start, window in windows:
+        np.testing.assert_array_equal(window, frames[start:start + 16])
+    assert [(s, len(w)) for s, w in iter_windows(folder, 16)] == [(0, 16), (16, 16), (32, 8)]
+    assert [(s, len(w)) for s, w in iter_windows(folder, 64, 8)] == [(0, 40)]
+    with pytest.raises(UsageError):
+        iter_windows(folder, 16, 16)
+
+
+def test_iter_frames_range_matches_full_decode():
+    full, _ = read_video(EXAMPLES / "bikes.mp4")
+    part = np.stack(list(iter_frames(EXAMPLES / "bikes.mp4", start=20, stop=27)))
+    np.testing.assert_array_equal(part, full[20:27])
+    assert len(read_video(EXAMPLES / "bikes.mp4", max_frames=5)[0]) == 5
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+class Boom(Exception):
+    pass
+
+
+def failing_frames(exception: BaseException, after: int = 5):
+    for i, frame in enumerate(moving_frames(10)):
+        if i == after:
+            raise exception
+        yield frame
+
+
+@pytest.mark.parametrize("target", ["out.mp4", "out.webm", "out.gif", "outframes/"])
+@pytest.mark.parametrize("exception", [Boom("mid-way"), KeyboardInterrupt()])
+def test_interrupted_write_leaves_nothing(tmp_path, target, exception):
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(type(exception)):
+        write_video(tmp_path / target, failing_frames(exception), 25)
+    assert listing(tmp_path) == {"keep.txt"}
+
+
+def test_interrupted_write_keeps_the_previous_output(tmp_path):
+    out = write_video(tmp_path / "out.mp4", moving_frames(3), 25)
+    before = out.read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        write_video(out, failing_frames(KeyboardInterrupt()), 25)
+    assert out.read_bytes() == before and listing(tmp_path) == {"out.mp4"}
+    write_video(out, moving_frames(7), 25)  # a finished write replaces it
+    assert probe(out).num_frames == 7 and listing(tmp_path) == {"out.mp4"}
+
+
+def test_disk_full_is_an_output_error(tmp_path, monkeypatch):
+    def no_space(self, frame):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(VideoWriter, "_encode", no_space)
+    with pytest.raises(OutputError, match="disk full"):
+        write_video(tmp_path / "out.mp4", moving_frames(3), 25)
+    assert listing(tmp_path) == set()
+
+
+def test_refuses_to_overwrite_the_input(tmp_path, clip_with_audio):
+    before = clip_with_audio.read_bytes()
+    with pytest.raises(OutputError, match="overwrite the input"):
+        write_video(clip_with_audio, moving_frames(3), 25, inputs=[clip_with_audio])
+    with pytest.raises(OutputError, match="overwrite the input"):  # also through another spelling
+        write_video(clip_with_audio.parent / "." / clip_with_audio.name, moving_frames(3), 25,
+                    audio_from=clip_with_audio)
+    assert clip_with_audio.read_bytes() == before
+
+
+def test_output_errors_leave_nothing(tmp_path):
+    with pytest.raises(OutputError, match="does not exist"):
+        write_video(tmp_path / "missing" / "out.mp4", moving_frames(2), 25)
+    with pytest.raises(OutputError, match="cannot write .mpg"):
+        write_video(tmp_path / "out.mpg", moving_frames(2), 25)
+    with pytest.raises(OutputError, match="no frames"):
+        write_video(tmp_path / "out.mp4", [], 25)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("x")
+    with pytest.raises(OutputError, match="not empty"):
+        write_video(tmp_path / "full/", moving_frames(2), 25)
+    assert listing(tmp_path) == {"full"} and listing(tmp_path / "full") == {"mine.txt"}
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write to read-only folders")
+def test_read_only_folder_is_an_output_error(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(OutputError, match="not writable"):
+            write_video(folder / "out.mp4", moving_frames(2), 25)
+    finally:
+        folder.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize("source, task, suffix, expected", [
+    ("clip.mp4", "predict", None, "clip.predict.mp4"),
+    ("dir/my.clip.MOV", "inpaint", None, "dir/my.clip.inpaint.MOV"),
+    ("anim.gif", "predict", None, "anim.predict.gif"),
+    ("old.mpg", "predict", None, "old.predict.mp4"),        # cannot write .mpg
+    ("clip.mp4", "interpolate", "webm", "clip.interpolate.webm"),
+    ("clip.mp4", "predict", ".gif", "clip.predict.gif"),
+    ("clip.predict.mp4", "predict", None, "clip.predict.predict.mp4"),
+    ("noext", "outpaint", None, "noext.outpaint.mp4"),
+])
+def test_default_output_path(source, task, suffix, expected):
+    out = default_output_path(Path(source), task, suffix)
+    assert out == Path(expected) and out != Path(source)
+
+
+def test_default_output_path_of_a_frame_folder(tmp_path):
+    (tmp_path / "frames.v2").mkdir()
+    assert default_output_path(tmp_path / "frames.v2", "predict") == tmp_path / "frames.v2.predict.mp4"
+    with pytest.raises(UsageError):
+        default_output_path("clip.mp4", "predict", ".mpg")
+    with pytest.raises(UsageError):
+        default_output_path("clip.mp4", "../x")
+
+
+# ----------------------------------------------------------------------------- probe
+
+
+@pytest.mark.parametrize("name", ["bikes.mp4", "carphone.mp4", "city.mp4"])
+def test_probe_of_the_examples_matches_the_container(name):
+    path = EXAMPLES / name
+    info = probe(path)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert info.container == container.format.name
+        assert info.codec == stream.codec_context.name
+        assert (info.width, info.height) == (stream.codec_context.width, stream.codec_context.height)
+        assert info.fps == stream.average_rate
+        assert info.num_frames == stream.frames
+        assert info.duration == pytest.approx(float(stream.duration * stream.time_base), abs=1e-9)
+        assert info.pix_fmt == stream.codec_context.format.name and info.bit_depth == 8
+        assert info.has_audio == bool(container.streams.audio)
+    assert len(list(iter_frames(path))) == info.num_frames
+    json.dumps(info.to_dict())  # ready for --json
+
+
+def test_examples_have_their_documented_timing():
+    assert (probe(EXAMPLES / "carphone.mp4").fps, probe(EXAMPLES / "carphone.mp4").num_frames) == (NTSC, 120)
+    assert (probe(EXAMPLES / "bikes.mp4").fps, probe(EXAMPLES / "city.mp4").fps) == (25, 25)
+
+
+@pytest.mark.parametrize("stored_ccw, rotation", [(90, 270), (-90, 90), (180, 180)])
+def test_rotation_is_reported_and_applied(tmp_path, stored_ccw, rotation):
+    path = make_clip(tmp_path / "rot.mp4", count=3, fps=Fraction(25), burst_at=None, rotation=stored_ccw)
+    info = probe(path)
+    assert info.rotation == rotation
+    expected_size = (48, 64) if rotation in (90, 270) else (64, 48)
+    assert (info.width, info.height) == expected_size
+    first = next(iter(iter_frames(path)))
+    assert first.shape == (expected_size[1], expected_size[0], 3)
+    np.testing.assert_array_equal(first.shape[:2], read_video(path)[0].shape[1:3])
+    stored = moving_frames(1)[0]
+    turns = {270: 1, 90: 3, 180: 2}[rotation]  # clockwise display rotation = counter-clockwise np.rot90
+    assert np.abs(first.astype(int) - np.rot90(stored, turns)).mean() < 3
+
+
+def test_variable_frame_rate_is_reported(tmp_path):
+    steps = [20, 60] * 15  # ms between frames: 25 fps on average, never 25 fps locally
+    timestamps = np.concatenate([[0], np.cumsum(steps)[:-1]]).tolist()
+    path = make_clip(tmp_path / "vfr.mp4", count=30, fps=Fraction(25), burst_at=None, timestamps=timestamps)
+    assert probe(path).variable_frame_rate
+    assert not probe(EXAMPLES / "bikes.mp4").variable_frame_rate
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def test_bad_inputs_are_input_errors(tmp_path, clip_with_audio):
+    with pytest.raises(InputError, match="does not exist"):
+        probe(tmp_path / "nope.mp4")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        probe(tmp_path / "empty.mp4")
+    (tmp_path / "notes.mp4").write_text("just some text\n" * 50)
+    with pytest.raises(InputError, match="not a readable video"):
+        probe(tmp_path / "notes.mp4")
+    data = (EXAMPLES / "bikes.mp4").read_bytes()  # index at the end: a cut file has none
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError):
+        probe(tmp_path / "cut.mp4")
+    with pytest.raises(InputError):
+        list(iter_frames(tmp_path / "cut.mp4"))
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(InputError, match="no PNG or JPEG"):
+        probe(tmp_path / "nothing")
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    path = tmp_path / "sound.m4a"
+    with av.open(str(path), "w") as container:
+        audio = container.add_stream("aac", rate=SAMPLE_RATE)
+        audio.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = SAMPLE_RATE, 0
+        container.mux(audio.encode(frame))
+        container.mux(audio.encode(None))
+    with pytest.raises(InputError, match="no video stream"):
+        probe(path)
+
+
+def test_corrupt_data_is_an_input_error(tmp_path):
+    data = bytearray((EXAMPLES / "bikes.mp4").read_bytes())
+    rng = np.random.default_rng(0)
+    data[20_000:80_000] = rng.integers(0, 256, 60_000, dtype=np.uint8).tobytes()
+    (tmp_path / "bad.mp4").write_bytes(bytes(data))
+    with pytest.raises(InputError, match="corrupt"):
+        list(iter_frames(tmp_path / "bad.mp4"))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def test_tensor_conversions():
+    frames = moving_frames(3)
+    tensor = frames_to_tensor(frames)
+    assert tensor.shape == (3, 3, 48, 64) and tensor.dtype == torch.float32
+    assert 0 <= tensor.min() and tensor.max() <= 1
+    assert tensor[0, 1, 5, 7] == pytest.approx(frames[1, 5, 7, 0] / 255)
+    np.testing.assert_array_equal(tensor_to_frames(tensor), frames)
+    wild = torch.tensor([-0.5, 0.5, 1.7, 0.2 / 255]).view(1, 1, 1, 4).expand(3, 1, 1, 4)
+    assert tensor_to_frames(wild)[0, 0, :, 0].tolist() == [0, 128, 255, 0]  # clipped and rounded
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("29.97", NTSC), (29.97, NTSC), (23.976, Fraction(24000, 1001)), ("59.94", Fraction(60000, 1001)),
+    ("30000/1001", NTSC), (25, Fraction(25)), (12.5, Fraction(25, 2)), (Fraction(90000, 3003), NTSC),
+])
+def test_as_fps(value, expected):
+    assert as_fps(value) == expected
+
+
+@pytest.mark.parametrize("value", ["fast", 0, -5, "1/0", 5000])
+def test_as_fps_rejects_nonsense(value):
+    with pytest.raises(UsageError):
+        as_fps(value)
