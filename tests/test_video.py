@@ -528,3 +528,52 @@ def test_as_fps(value, expected):
 def test_as_fps_rejects_nonsense(value):
     with pytest.raises(UsageError):
         as_fps(value)
+
+
+# ----------------------------------------------------------------------------- examples/batch.sh
+
+FAKE_MAGVIT = """#!/usr/bin/env bash
+echo "$*" >> "$CALLS"
+case "$2" in *bad*) echo "error: $2 is corrupt" >&2; exit 3 ;; esac
+echo '{"output": "done"}'
+"""
+
+
+@pytest.fixture
+def batch_folder(tmp_path):
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name in ["a.mp4", "b_bad.mp4", "c.mp4", "a.predict.mp4", "notes.txt"]:
+        (folder / name).write_bytes(b"")
+    fake = tmp_path / "fake-magvit"
+    fake.write_text(FAKE_MAGVIT)
+    fake.chmod(0o755)
+    env = {**os.environ, "MAGVIT": str(fake), "CALLS": str(tmp_path / "calls.txt")}
+    return folder, env, tmp_path / "calls.txt"
+
+
+def run_batch(env, *args):
+    return subprocess.run(["bash", str(EXAMPLES / "batch.sh"), *args], env=env, capture_output=True, text=True)
+
+
+def test_batch_stops_at_the_first_failure(batch_folder):
+    folder, env, calls = batch_folder
+    result = run_batch(env, str(folder))
+    assert result.returncode == 3  # the failing run's own exit code
+    assert calls.read_text().splitlines() == [
+        f"predict {folder}/a.mp4 --frames 8 --quiet --json",  # earlier output a.predict.mp4 skipped
+        f"predict {folder}/b_bad.mp4 --frames 8 --quiet --json",
+    ]
+    assert result.stdout.strip() == '{"output": "done"}' and "stopping" in result.stderr
+
+
+def test_batch_keep_going_collects_failures(batch_folder, tmp_path):
+    folder, env, calls = batch_folder
+    result = run_batch(env, "--keep-going", "-o", str(tmp_path / "out"), "--seed", "7", str(folder),
+                       "interpolate", "--factor", "3")
+    assert result.returncode == 1
+    lines = calls.read_text().splitlines()
+    assert len(lines) == 4  # a, a.predict (not an interpolate output), b_bad, c
+    assert f"interpolate {folder}/c.mp4 --factor 3 --quiet --json --seed 7 --output {tmp_path}/out/c.interpolate.mp4" in lines
+    assert result.stdout.count('{"output": "done"}') == 3
+    assert "1 of 4 failed" in result.stderr and "b_bad.mp4 (exit 3)" in result.stderr
