@@ -42,13 +42,14 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from . import tasks as task_lib
-from .checkpoint import read_config, save_model
+from .checkpoint import save_model
 from .data import TokenCache, VideoClipDataset, seed_for, worker_init
 from .discriminator import DiscriminatorConfig, StyleGANDiscriminator
-from .errors import InputError, Interrupted, MagvitError, ModelError, OutputError, UsageError
+from .metrics import psnr
+from .errors import Interrupted, MagvitError, ModelError, OutputError, UsageError
 from .model import Magvit, ModelConfig
 from .tokenizer import TOKENIZER_PRESETS, TokenizerConfig, VQTokenizer
-from .transformer import TRANSFORMER_PRESETS, Transformer, TransformerConfig
+from .transformer import TRANSFORMER_PRESETS, TransformerConfig
 
 STATE_FILE = "training_state.pt"
 METRICS_FILE = "metrics.jsonl"
@@ -686,6 +687,15 @@ def _next_batch(batches: Iterator, stop: _Stop, save: Callable[[], None]):
         raise stop.error() from None
 
 
+def weights_digest(module: nn.Module) -> str:
+    """SHA-256 of a module's weights: equal digests mean bit-identical models (e.g. across ranks)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _nonfinite(values: dict[str, float], step: int, out_dir: Path) -> ModelError:
     bad = ", ".join(f"{k} = {v}" for k, v in values.items() if not math.isfinite(v))
     return ModelError(f"training diverged at step {step}: {bad}; this step was not applied",
@@ -713,12 +723,6 @@ def _save_grid(path: Path, rows: list[torch.Tensor], max_frames: int = 8) -> Non
     os.replace(temp, path)
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-video PSNR of [B, 3, T, H, W] clips in [0, 1]: −10·log10(MSE) per frame, averaged over frames."""
-    mse = (a.float().clamp(0, 1) - b.float().clamp(0, 1)).pow(2).mean(dim=(1, 3, 4))
-    return (-10 * torch.log10(mse.clamp_min(1e-10))).mean(1)
-
-
 def _preview_clips(dataset: Dataset, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Fixed clips for previews and PSNR: centre clips of the first videos."""
     base = dataset.dataset if isinstance(dataset, Subset) else dataset
@@ -737,16 +741,19 @@ class PerceptualLoss(nn.Module):
     every frame resized bilinearly to 224², fed without normalisation to an image
     classifier, MSE between its outputs on real and reconstructed frames. The
     classifier (the official code expects an ImageNet ResNet-50 that it does not ship)
-    comes from a TorchScript file given by the user."""
+    comes from a file given by the user: a `torch.export` program (.pt2, exported with
+    a dynamic batch dimension) or a TorchScript module (torch.jit.save)."""
 
     def __init__(self, path: str, device: torch.device):
         super().__init__()
         try:
-            self.net = torch.jit.load(path, map_location=device)
+            if Path(path).suffix == ".pt2":
+                self.net = torch.export.load(path).module().to(device)
+            else:
+                self.net = torch.jit.load(path, map_location=device).eval()
         except (OSError, RuntimeError, ValueError) as error:
             raise ModelError(f"cannot load the perceptual-loss network {path}: {error}",
-                             "give a TorchScript file (torch.jit.save) of an image classifier") from None
-        self.net.eval()
+                             "give an image classifier saved with torch.export.save (.pt2) or torch.jit.save") from None
         for param in self.net.parameters():
             param.requires_grad_(False)
 
@@ -865,7 +872,7 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
 
     def eval_psnr(module: VQTokenizer) -> float:
         with torch.no_grad(), runtime.autocast():
-            recon = module.decode(module.encode(preview_real))
+            recon = module.decode(module.encode(preview_real)).float().clamp(0, 1)
         return float(psnr(recon, preview_real).mean())
 
     def save(step: int) -> None:
@@ -931,13 +938,14 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
                     save(step)
         reporter.flush(step, learning_rate(step, config.lr, config.warmup_steps, config.steps))
         save(step)
-        preview(step)
+        if config.preview_every:
+            preview(step)
     finally:
         reporter.close()
     summary = {
         "stage": "tokenizer", "steps": step, "out_dir": str(out_dir), "losses": reporter.last,
         "psnr_start": psnr_start, "psnr_end": eval_psnr(ema.tokenizer), "psnr_end_raw": eval_psnr(generator),
-        "parameters": sum(p.numel() for p in generator.parameters()),
+        "parameters": sum(p.numel() for p in generator.parameters()), "weights_sha256": weights_digest(ema),
         "discriminator_parameters": sum(p.numel() for p in discriminator.parameters()),
         "clips": len(dataset), "class_names": class_names,
         "seconds": round(time.perf_counter() - reporter.started, 2),
@@ -1190,7 +1198,7 @@ def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-                reporter.update(step, lr, {**values, f"loss_{task}": values["loss"]}, config.batch_size)
+                reporter.update(step, lr, values, config.batch_size)
                 if config.preview_every and step % config.preview_every == 0:
                     preview(step)
                 if reduced[-1] > 0:
@@ -1200,12 +1208,14 @@ def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset
                     save(step)
         reporter.flush(step, learning_rate(step, config.lr, config.warmup_steps, config.steps))
         save(step)
-        preview(step)
+        if config.preview_every:
+            preview(step)
     finally:
         reporter.close()
     summary = {"stage": "transformer", "steps": step, "out_dir": str(out_dir), "losses": reporter.last,
                "eval_loss_start": loss_start, "eval_loss_end": eval_loss(),
                "parameters": sum(p.numel() for p in transformer.parameters()), "tasks": list(config.tasks),
+               "weights_sha256": weights_digest(magvit),
                "class_names": class_names, "clips": len(dataset),
                "seconds": round(time.perf_counter() - reporter.started, 2)}
     if "frame_prediction" in config.tasks:
