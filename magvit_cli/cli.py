@@ -17,7 +17,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -66,7 +65,7 @@ class Run:
 
     def note(self, message: str) -> None:
         if not self.quiet:
-            stderr.print(message, style="dim", highlight=False, markup=False)
+            stderr.print(message, style="dim", highlight=False, markup=False, soft_wrap=True)
 
     def load(self, model: str | None, device: str, force: bool = False):
         from .checkpoint import load_model
@@ -283,32 +282,34 @@ def interpolate(
 
     run = Run(quiet, as_json, debug)
     options = decode_options(steps, schedule, temperature, guidance, seed, dtype)
-    if not 2 <= factor <= 64:
-        raise UsageError(f"--factor must be in [2, 64], got {factor}")
+    if factor < 2:
+        raise UsageError(f"--factor must be at least 2, got {factor}")
     out_path = output_path(output, video, "interpolate")
     clip, meta = read_input(video, run)
     if clip.shape[2] < 2:
         raise InputError(f"{video} has a single frame: interpolation needs at least two")
     m = run.load(model, device, force)
-    clip = m._fit(clip).cpu()
     T = m.config.num_frames
+    if factor > T - 1:
+        raise UsageError(f"--factor must be at most {T - 1} with this model ({T - 2} frames fit between two keyframes)")
+    clip = m._fit(clip).cpu()
     # positions of the kept in-between frames inside one model window
-    picks = sorted({min(T - 2, max(1, round(j * (T - 1) / factor))) for j in range(1, factor)})
+    picks = [round(j * (T - 1) / factor) for j in range(1, factor)]
     pairs = clip.shape[2] - 1
     pieces = []
     with run.progress("interpolating", pairs * options.steps) as advance:
         for i in range(pairs):
             window = m.interpolate(clip[:, :, i], clip[:, :, i + 1], options=options,
-                                   on_step=step_callback(advance)).cpu()
+                                   on_step=step_callback(advance)).cpu().clone()
             if composite:
                 window[:, :, 0], window[:, :, -1] = clip[:, :, i], clip[:, :, i + 1]
             pieces += [clip[:, :, i:i + 1], window[:, :, picks]]
     pieces.append(clip[:, :, -1:])
     report_notices(run, m)
     result = torch.cat(pieces, dim=2)
-    fps = meta.fps * (len(picks) + 1)
+    fps = meta.fps * factor
     write_output(run, result, out_path, fps, audio_from=video if meta.has_audio else None)
-    run.finish(task="frame_interpolation", factor=len(picks) + 1, seed=seed)
+    run.finish(task="frame_interpolation", factor=factor, seed=seed)
 
 
 @app.command()
@@ -540,22 +541,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     code = 0
     try:
-        app(args=argv, prog_name="magvit", standalone_mode=False)
-    except click.exceptions.Exit as e:
-        code = e.exit_code
-    except click.exceptions.Abort:
-        stderr.print("magvit: interrupted", highlight=False)
-        code = errors.EXIT_INTERRUPTED
-    except click.ClickException as e:
-        e.show(file=sys.stderr)
-        code = errors.EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code
+        # Typer reports usage errors itself (exit 2) and turns Ctrl-C into exit 130.
+        app(args=argv, prog_name="magvit", standalone_mode=True)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if code == errors.EXIT_INTERRUPTED:
+            stderr.print("magvit: interrupted", highlight=False, soft_wrap=True)
     except KeyboardInterrupt:
-        stderr.print("magvit: interrupted", highlight=False)
+        stderr.print("magvit: interrupted", highlight=False, soft_wrap=True)
         code = errors.EXIT_INTERRUPTED
     except MagvitError as e:
         if debug:
             traceback.print_exc()
-        stderr.print(f"magvit: error: {e}", highlight=False, markup=False)
+        stderr.print(f"magvit: error: {e}", highlight=False, markup=False, soft_wrap=True)
         code = e.exit_code
     except Exception as e:  # noqa: BLE001 - the last line of defence
         import torch
@@ -564,13 +562,13 @@ def main(argv: list[str] | None = None) -> int:
             if debug:
                 traceback.print_exc()
             stderr.print("magvit: error: out of memory (try a smaller input, --device cpu, or fewer clips)",
-                         highlight=False, markup=False)
+                         highlight=False, soft_wrap=True)
             code = errors.EXIT_MEMORY
         else:
             if debug:
                 traceback.print_exc()
             stderr.print(f"magvit: internal error: {type(e).__name__}: {e} (rerun with --debug and report it)",
-                         highlight=False, markup=False)
+                         highlight=False, markup=False, soft_wrap=True)
             code = errors.EXIT_INTERNAL
     return code
 

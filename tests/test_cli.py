@@ -1,0 +1,186 @@
+"""The CLI end to end on a tiny random model: every task writes a valid video,
+errors map to their exit codes, nothing partial is left behind."""
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from magvit_cli import errors, video as vio
+from magvit_cli.cli import main
+from magvit_cli.model import Magvit
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """20 frames of a moving gradient at 48x40, 12 fps."""
+    path = tmp_path_factory.mktemp("clips") / "moving.mp4"
+    t = np.arange(20)[:, None, None]
+    y, x = np.mgrid[0:40, 0:48]
+    frames = np.stack([(x * 5 + t * 6) % 256, (y * 6 + 0 * t) % 256, (x + y + t * 9) % 256], axis=-1).astype(np.uint8)
+    vio.write_video(path, iter(frames), Fraction(12))
+    return path
+
+
+def run(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_lists_every_task_command(capsys):
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    for command in ("predict", "interpolate", "outpaint", "inpaint", "generate", "reconstruct", "convert",
+                    "download", "info"):
+        assert command in out
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["predict", "--frames", "5"], dict(frames=20 + 5, size=(32, 32))),
+    (["predict", "--frames", "20", "--class", "class_1"], dict(frames=20 + 20, size=(32, 32))),
+    (["interpolate", "--factor", "3"], dict(frames=19 * 3 + 1, size=(32, 32), fps=Fraction(36))),
+    (["outpaint", "--direction", "all"], dict(frames=20, size=(32, 32))),
+    (["outpaint", "--direction", "horizontal"], dict(frames=20, size=(32, 32))),
+    (["outpaint", "--direction", "vertical"], dict(frames=20, size=(32, 32))),
+    (["outpaint", "--direction", "right"], dict(frames=20, size=(32, 24))),
+    (["outpaint", "--direction", "up"], dict(frames=20, size=(24, 32))),
+    (["outpaint", "--direction", "dynamic"], dict(frames=20, size=(32, 32))),
+    (["inpaint", "--mask", "box"], dict(frames=20, size=(32, 32))),
+    (["inpaint", "--mask", "dynamic-box"], dict(frames=20, size=(32, 32))),
+])
+def test_tasks_write_valid_videos(clip, tiny_model_dir, tmp_path, capsys, args, expect):
+    out_path = tmp_path / "out.mp4"
+    code, out, err = run([args[0], clip, *args[1:], "--model", tiny_model_dir, "-o", out_path, "--seed", "1",
+                          "--steps", "4", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "ok" and result["output"] == str(out_path)
+    info = vio.probe(out_path)
+    assert info.num_frames == expect["frames"]
+    assert (info.height, info.width) == expect["size"]
+    assert info.fps == expect.get("fps", Fraction(12))
+
+
+def test_generate_numbers_several_outputs(tiny_model_dir, tmp_path, capsys):
+    base = tmp_path / "gen.mp4"
+    code, out, err = run(["generate", "--class", "2", "--count", "2", "--model", tiny_model_dir, "-o", base,
+                          "--steps", "3", "--json"], capsys)
+    assert code == 0, err
+    outputs = [Path(p) for p in json.loads(out)["outputs"]]
+    assert [p.name for p in outputs] == ["gen.0.mp4", "gen.1.mp4"]
+    for p in outputs:
+        info = vio.probe(p)
+        assert (info.num_frames, info.height, info.width, info.fps) == (16, 32, 32, Fraction(8))
+
+
+def test_same_seed_same_output(tiny_model_dir):
+    import magvit_cli
+
+    model = magvit_cli.load_model(tiny_model_dir)
+    video = torch.rand(1, 3, 16, 32, 32, generator=torch.Generator().manual_seed(0))
+    options = magvit_cli.DecodeOptions(seed=7, steps=5)
+    a = model.inpaint(video, "box", options=options)
+    b = model.inpaint(video, "box", options=options)
+    c = model.inpaint(video, "box", options=magvit_cli.DecodeOptions(seed=8, steps=5))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_inpaint_composite_keeps_known_pixels(tiny_model_dir):
+    import magvit_cli
+
+    model = magvit_cli.load_model(tiny_model_dir)
+    video = torch.rand(1, 3, 16, 32, 32, generator=torch.Generator().manual_seed(1))
+    out = model.inpaint(video, "box", options=magvit_cli.DecodeOptions(seed=0, steps=3))
+    outside = torch.ones(32, 32, dtype=torch.bool)
+    outside[8:24, 8:24] = False
+    assert torch.equal(out[..., outside], video[..., outside])
+    assert not torch.equal(out[..., ~outside], video[..., ~outside])
+
+
+def test_default_output_name_and_no_partial_file_on_interrupt(clip, tiny_model_dir, capsys, monkeypatch):
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Magvit, "inpaint", interrupted)
+    code, _, err = run(["inpaint", clip, "--model", tiny_model_dir], capsys)
+    assert code == errors.EXIT_INTERRUPTED and "interrupted" in err
+    assert sorted(p.name for p in clip.parent.iterdir()) == [clip.name]
+
+
+def test_errors_map_to_exit_codes(clip, tiny_model_dir, tmp_path, capsys):
+    cases = [
+        (["predict", tmp_path / "missing.mp4", "--model", tiny_model_dir], errors.EXIT_INPUT),
+        (["predict", clip, "--model", tmp_path / "no-model"], errors.EXIT_MODEL),
+        (["predict", clip, "--model", tiny_model_dir, "--device", "cuda"], errors.EXIT_UNSUPPORTED),
+        (["predict", clip, "--model", tiny_model_dir, "-o", clip], errors.EXIT_OUTPUT),
+        (["predict", clip, "--model", tiny_model_dir, "-o", tmp_path / "no" / "dir" / "x.mp4"], errors.EXIT_OUTPUT),
+        (["predict", clip, "--model", tiny_model_dir, "--steps", "0"], errors.EXIT_USAGE),
+        (["predict", clip, "--model", tiny_model_dir, "--frames", "-2"], errors.EXIT_USAGE),
+        (["predict", clip, "--model", tiny_model_dir, "--class", "99"], errors.EXIT_USAGE),
+        (["predict", clip, "--no-such-option"], errors.EXIT_USAGE),
+        (["outpaint", clip, "--model", tiny_model_dir, "--direction", "sideways"], errors.EXIT_USAGE),
+        (["generate", "--class", "nope", "--model", tiny_model_dir], errors.EXIT_USAGE),
+    ]
+    if torch.cuda.is_available():
+        cases = [c for c in cases if "cuda" not in c[0]]
+    for args, expected in cases:
+        code, out, err = run(args, capsys)
+        assert code == expected, (args, err)
+        assert "Traceback" not in err
+        assert err.strip(), args
+    assert sorted(p.name for p in clip.parent.iterdir()) == [clip.name]
+
+
+def test_task_not_trained_is_unsupported_unless_forced(clip, tmp_path, capsys):
+    from magvit_cli.checkpoint import save_model
+
+    from conftest import tiny_model_config
+
+    folder = tmp_path / "fp-only"
+    save_model(folder, Magvit(tiny_model_config(tasks=["frame_prediction"])))
+    code, _, err = run(["inpaint", clip, "--model", folder], capsys)
+    assert code == errors.EXIT_UNSUPPORTED and "not trained for IPC" in err
+    code, _, err = run(["inpaint", clip, "--model", folder, "--force", "--steps", "2", "-o", tmp_path / "f.mp4"],
+                       capsys)
+    assert code == 0, err
+
+
+def test_every_error_class_has_its_exit_code():
+    table = {
+        errors.UsageError: 2, errors.InputError: 3, errors.ModelError: 4, errors.UnsupportedError: 5,
+        errors.OutputError: 6, errors.OutOfMemoryError: 7, errors.Interrupted: 130,
+    }
+    for cls, code in table.items():
+        assert cls("x").exit_code == code
+        assert code in errors.EXIT_CODES
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for code in errors.EXIT_CODES:
+        assert f"| {code} |" in readme
+
+
+def test_info_reports_metadata_and_windows(clip, tiny_model_dir, capsys):
+    code, out, err = run(["info", clip, "--model", tiny_model_dir, "--json"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["frames"], data["width"], data["height"], data["fps"]) == (20, 48, 40, "12")
+    assert data["plan"]["windows"] == 2 and data["plan"]["tokens_per_window"] == "4x8x8"
+
+
+def test_reconstruct_writes_video_tokens_and_metrics(clip, tiny_model_dir, tmp_path, capsys):
+    tokens = tmp_path / "tokens.npz"
+    code, out, err = run(["reconstruct", clip, "--model", tiny_model_dir, "--tokens", tokens,
+                          "-o", tmp_path / "rec.mp4", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert 0 < result["psnr"] < 100 and -1 <= result["ssim"] <= 1 and 1 <= result["codes_used"] <= 32
+    grid = np.load(tokens)["codes"]
+    assert grid.shape == (2, 4, 8, 8)
+    code, out, err = run(["reconstruct", tokens, "--model", tiny_model_dir, "-o", tmp_path / "dec.mp4", "--json"],
+                         capsys)
+    assert code == 0, err
+    assert vio.probe(tmp_path / "dec.mp4").num_frames == 32
