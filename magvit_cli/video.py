@@ -11,6 +11,7 @@ temporary file next to the target and renames it into place only when everything
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import secrets
@@ -394,8 +395,10 @@ def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 def tensor_to_frames(video: torch.Tensor) -> np.ndarray:
     """[3, T, H, W] in [0, 1] (values outside are clipped) -> uint8 [T, H, W, 3]."""
+    if video.ndim != 4 or video.shape[0] != 3:
+        raise ValueError(f"expected a video tensor [3, T, H, W], got shape {tuple(video.shape)}")
     pixels = video.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
-    return pixels.permute(1, 2, 3, 0).cpu().numpy()
+    return pixels.permute(1, 2, 3, 0).contiguous().cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- output names
@@ -468,6 +471,7 @@ class VideoWriter:
         others = [*inputs, *([self.audio_from] if self.audio_from else [])]
         _check_target(self.path, self.is_folder, others)
         self._tmp: Path | None = None
+        self._size: tuple[int, int] | None = None
         self._container = None
         self._video = None
         self._palette = None
@@ -508,13 +512,13 @@ class VideoWriter:
         """Append one RGB uint8 frame [H, W, 3]; all frames must have the first frame's size."""
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"expected a uint8 [H, W, 3] frame, got {frame.dtype} {frame.shape}")
-        if self.frames_written == 0:
+        if self._size is None:
             self._size = frame.shape[:2]
-            if not self.is_folder:
-                self._open_streams(*frame.shape[:2])
         elif frame.shape[:2] != self._size:
             raise ValueError(f"frame {self.frames_written} is {frame.shape[:2]}, earlier frames are {self._size}")
         try:
+            if self._video is None and not self.is_folder:
+                self._open_streams(*self._size)
             if self.is_folder:
                 self._write_png(frame)
             else:
@@ -686,6 +690,18 @@ def _has_audio(path: Path) -> bool:
         return False
 
 
+def _can_copy(muxer: str, stream) -> bool:
+    """Whether `muxer` takes `stream` as is: writes a header to memory, since some muxers list
+    a codec they then refuse (Opus or FLAC in .mov)."""
+    try:
+        with av.open(io.BytesIO(), "w", format=muxer) as trial:
+            trial.add_stream_from_template(stream)
+            trial.start_encoding()
+        return True
+    except (av.FFmpegError, ValueError):
+        return False
+
+
 def _palette_graph(width: int, height: int, fps: Fraction) -> av.filter.Graph:
     """palettegen + paletteuse with a fresh 256-colour palette per frame: streams (no first
     pass over the whole video) and keeps colours far better than a fixed palette."""
@@ -735,7 +751,7 @@ class _AudioCarrier:
             source.close()
             return None
         codec = source.streams.audio[0].codec_context
-        if codec.name in output.supported_codecs:
+        if _can_copy(output.format.name, source.streams.audio[0]):
             out_stream = output.add_stream_from_template(source.streams.audio[0])
             return cls(source, out_stream, start, reencode=False)
         encoder = "libopus" if target.suffix.lower() == ".webm" else "aac"

@@ -47,7 +47,7 @@ def moving_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
 
 
 def make_clip(path: Path, count: int = 60, fps: Fraction = NTSC, burst_at: float | None = 1.0,
-              rotation: int | None = None, timestamps: list[int] | None = None) -> Path:
+              rotation: int | None = None, timestamps: list[int] | None = None, audio_codec: str = "aac") -> Path:
     """A clip written with PyAV directly (not with the code under test): H.264 video and,
     when `burst_at` is given, stereo AAC as long as the video, silent except a 1 kHz burst of
     0.1 s at `burst_at` seconds. `timestamps` (ms) make the frame spacing irregular."""
@@ -59,7 +59,7 @@ def make_clip(path: Path, count: int = 60, fps: Fraction = NTSC, burst_at: float
         if rotation is not None:
             stream.set_display_rotation(rotation)
         if burst_at is not None:
-            audio = container.add_stream("aac", rate=SAMPLE_RATE)
+            audio = container.add_stream(audio_codec, rate=SAMPLE_RATE)
             audio.layout = "stereo"
         for i, rgb in enumerate(moving_frames(count)):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
@@ -82,7 +82,8 @@ def make_clip(path: Path, count: int = 60, fps: Fraction = NTSC, burst_at: float
 
 
 def reopen(path: Path) -> dict:
-    """What the container itself says about a written file."""
+    """What the container itself says about a written file; audio times are presentation
+    times (frame timestamps), not sample counts."""
     with av.open(str(path)) as container:
         v = container.streams.video[0]
         result = {
@@ -94,11 +95,16 @@ def reopen(path: Path) -> dict:
         }
     with av.open(str(path)) as container:
         if container.streams.audio:
-            rate = container.streams.audio[0].codec_context.sample_rate
-            samples = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)])
-            result["audio_seconds"] = len(samples) / rate
-            loud = np.flatnonzero(np.abs(samples) > 0.05)
-            result["burst_at"] = loud[0] / rate if len(loud) else None
+            result["burst_at"] = None
+            for frame in container.decode(audio=0):
+                samples = frame.to_ndarray()[0]
+                if not frame.format.is_planar:
+                    samples = samples[:: len(frame.layout.channels)]
+                start = float(frame.pts * frame.time_base)
+                loud = np.flatnonzero(np.abs(samples) > 0.05)
+                if result["burst_at"] is None and len(loud):
+                    result["burst_at"] = start + loud[0] / frame.sample_rate
+                result["audio_end"] = start + frame.samples / frame.sample_rate
     return result
 
 
@@ -208,7 +214,7 @@ def test_timeline_preserving_write_keeps_fps_duration_and_audio(tmp_path, clip_w
     assert meta["frames"] == 60 and meta["fps"] == NTSC and meta["video_start"] == 0.0
     assert meta["audio"] == [audio_codec]  # copied, re-encoded to Opus only for webm
     # duration kept to within one audio packet (1024 samples = 21 ms), burst where it was
-    assert meta["audio_seconds"] == pytest.approx(2.002, abs=0.025)
+    assert meta["audio_end"] == pytest.approx(2.002, abs=0.025)
     assert meta["burst_at"] == pytest.approx(1.0, abs=0.025)
     assert probe(out).duration == pytest.approx(2.002, abs=0.001)
 
@@ -220,7 +226,7 @@ def test_interpolation_keeps_duration_and_audio_at_a_higher_rate(tmp_path, clip_
     meta = reopen(out)
     assert meta["frames"] == 120 and meta["fps"] == 2 * NTSC
     assert probe(out).duration == pytest.approx(2.002, abs=0.001)
-    assert meta["audio_seconds"] == pytest.approx(2.002, abs=0.025)
+    assert meta["audio_end"] == pytest.approx(2.002, abs=0.025)
     assert meta["burst_at"] == pytest.approx(1.0, abs=0.025)
 
 
@@ -230,7 +236,7 @@ def test_prediction_appends_frames_and_keeps_the_audio_as_is(tmp_path, clip_with
     out = write_video(tmp_path / "longer.mp4", longer, info.fps, audio_from=clip_with_audio)
     meta = reopen(out)
     assert meta["frames"] == 76 and probe(out).duration == pytest.approx(76 / NTSC, abs=0.001)
-    assert meta["audio_seconds"] == pytest.approx(2.002, abs=0.025)  # not stretched, not padded
+    assert meta["audio_end"] == pytest.approx(2.002, abs=0.025)  # not stretched, not padded
     assert meta["burst_at"] == pytest.approx(1.0, abs=0.025)
 
 
@@ -241,8 +247,19 @@ def test_audio_start_keeps_a_cut_aligned(tmp_path, clip_with_audio):
                       audio_start=float(start))
     meta = reopen(out)
     assert meta["frames"] == 30
-    assert meta["audio_seconds"] == pytest.approx(30 / NTSC, abs=0.025)  # cut where the video ends
+    assert meta["audio_end"] == pytest.approx(30 / NTSC, abs=0.025)  # cut where the video ends
     assert meta["burst_at"] == pytest.approx(1.0 - float(start), abs=0.025)
+
+
+@pytest.mark.parametrize("target, audio_codec", [("out.mov", "aac"), ("out.webm", "opus"), ("out.mkv", "opus")])
+def test_audio_the_container_refuses_is_reencoded(tmp_path, target, audio_codec):
+    source = make_clip(tmp_path / "opus.mkv", count=50, fps=Fraction(25), burst_at=1.0, audio_codec="libopus")
+    frames, info = read_video(source)
+    out = write_video(tmp_path / target, frames, info.fps, audio_from=source)
+    meta = reopen(out)
+    assert meta["audio"] == [audio_codec]  # .mov lists Opus but refuses it: AAC instead
+    assert meta["burst_at"] == pytest.approx(1.0, abs=0.025) and meta["audio_end"] == pytest.approx(2.0, abs=0.025)
+    assert meta["frames"] == 50 and meta["video_start"] == 0.0
 
 
 @pytest.mark.parametrize("target", ["out.gif", "outframes/"])
