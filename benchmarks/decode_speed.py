@@ -149,18 +149,18 @@ def main() -> None:
         with autocast:
             autoregressive(model, prefix, generator, dtype=amp or torch.float32, count=count)
 
-    commit(steps=1)  # warm-up: kernels, allocator, thread pools
-    ar(count=8)
-    commit_s, commit_mem = timed(device, commit)
-    ar_s, ar_mem = timed(device, ar)
-
     tokens = args.batch * config.num_latents
     params = sum(p.numel() for p in model.parameters())
     print(f"device {device} ({torch.get_num_threads()} threads)" if device.type == "cpu" else f"device {device}")
     print(f"model  {args.size}: {params / 1e6:.1f} M parameters, sequence {config.seq_length}, "
           f"batch {args.batch}, autocast {amp or 'off (float32)'}")
-    print(f"{'method':<16}{'steps':>7}{'seconds':>10}{'tokens/s':>11}{'peak MiB':>10}")
-    print(f"{'COMMIT':<16}{args.steps:>7}{commit_s:>10.2f}{tokens / commit_s:>11.0f}{commit_mem / 2**20:>10.0f}")
+    commit(steps=1)  # warm-up: kernels, allocator, thread pools
+    ar(count=8)
+    print(f"{'method':<16}{'steps':>7}{'seconds':>10}{'tokens/s':>11}{'peak MiB':>10}", flush=True)
+    commit_s, commit_mem = timed(device, commit)
+    print(f"{'COMMIT':<16}{args.steps:>7}{commit_s:>10.2f}{tokens / commit_s:>11.0f}{commit_mem / 2**20:>10.0f}",
+          flush=True)
+    ar_s, ar_mem = timed(device, ar)
     print(f"{'autoregressive':<16}{config.num_latents:>7}{ar_s:>10.2f}{tokens / ar_s:>11.0f}{ar_mem / 2**20:>10.0f}")
     print(f"speed-up of COMMIT: {ar_s / commit_s:.1f}x (paper: {PAPER_SPEEDUP}x vs the autoregressive TATS)")
     print("peak MiB: CUDA allocator peak, or the process's resident set size on CPU")
