@@ -218,7 +218,8 @@ def _open_video(path: Path):
         av.Codec(stream.codec_context.name, "r")
     except (ValueError, av.FFmpegError):
         container.close()
-        raise InputError(f"{path}: cannot decode codec {stream.codec_context.name!r}", "re-encode it to H.264") from None
+        name = stream.codec_context.name
+        raise InputError(f"{path}: this FFmpeg cannot decode {name!r} video", "re-encode it to H.264") from None
     return container
 
 
@@ -313,7 +314,9 @@ def _iter_container(path: Path, start: int, stop: int | None) -> Iterator[np.nda
                     if stop is not None and index >= stop:
                         return
         except av.FFmpegError as e:
-            raise InputError(f"{path} is corrupt near frame {index}: {_reason(e)}", "re-encode or re-download the file") from None
+            raise InputError(
+                f"{path} is corrupt near frame {index}: {_reason(e)}", "re-encode or re-download the file"
+            ) from None
 
 
 def _iter_folder(folder: Path, start: int, stop: int | None) -> Iterator[np.ndarray]:
@@ -467,7 +470,9 @@ class VideoWriter:
         self.frames_written = 0
         suffix = self.path.suffix.lower()
         if not self.is_folder and suffix not in CONTAINER_FORMATS:
-            raise OutputError(f"cannot write {suffix} files: {self.path}", f"use one of {', '.join(VIDEO_SUFFIXES)} or a folder")
+            raise OutputError(
+                f"cannot write {suffix} files: {self.path}", f"use one of {', '.join(VIDEO_SUFFIXES)} or a folder"
+            )
         others = [*inputs, *([self.audio_from] if self.audio_from else [])]
         _check_target(self.path, self.is_folder, others)
         self._tmp: Path | None = None
@@ -533,7 +538,7 @@ class VideoWriter:
         encoder = CONTAINER_FORMATS[suffix][1]
         if not _has_encoder(encoder):
             fallback = FALLBACK_ENCODERS[encoder]
-            warnings.warn(f"this FFmpeg has no {encoder} encoder; writing {fallback} instead", VideoWarning, stacklevel=3)
+            warnings.warn(f"this FFmpeg has no {encoder} encoder; writing {fallback} instead", VideoWarning)
             encoder = fallback
         stream = self._container.add_stream(encoder, rate=self.fps)
         if encoder == "gif":
@@ -545,7 +550,7 @@ class VideoWriter:
             if any(self._pad):
                 warnings.warn(
                     f"{self.path.name}: {width}x{height} padded to {width + self._pad[1]}x{height + self._pad[0]} "
-                    "(4:2:0 video needs even sizes)", VideoWarning, stacklevel=3)
+                    "(4:2:0 video needs even sizes)", VideoWarning)
             stream.width, stream.height = width + self._pad[1], height + self._pad[0]
             stream.pix_fmt = "yuv420p"
             # BT.601 is what decoders assume when the bitstream carries no tag (MPEG-4 Part 2
@@ -594,7 +599,7 @@ class VideoWriter:
             raise OutputError(f"no frames to write to {self.path}")
         if self.is_folder:
             if self.audio_from is not None and _has_audio(self.audio_from):
-                warnings.warn(f"{self.path}: a folder of frames cannot hold audio; the audio is dropped", VideoWarning, stacklevel=3)
+                warnings.warn(f"{self.path}: a folder of frames cannot hold audio; the audio is dropped", VideoWarning)
             if self.path.is_dir():
                 self.path.rmdir()  # _check_target let only an empty folder through
             os.replace(self._tmp, self.path)
@@ -741,7 +746,7 @@ class _AudioCarrier:
     def open(cls, source_path: Path, output, start: float, target: Path) -> _AudioCarrier | None:
         if target.suffix.lower() == ".gif":
             if _has_audio(source_path):
-                warnings.warn(f"{target}: GIF cannot hold audio; the audio is dropped", VideoWarning, stacklevel=4)
+                warnings.warn(f"{target}: GIF cannot hold audio; the audio is dropped", VideoWarning)
             return None
         try:
             source = av.open(str(source_path))
@@ -761,7 +766,7 @@ class _AudioCarrier:
         except (av.FFmpegError, ValueError) as e:
             source.close()
             warnings.warn(f"{target}: cannot re-encode the {codec.name} audio ({_reason(e)}); it is dropped",
-                          VideoWarning, stacklevel=4)
+                          VideoWarning)
             return None
         return cls(source, out_stream, start, reencode=True)
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-from magvit_cli import video
 from magvit_cli.errors import InputError, OutputError, UsageError
 from magvit_cli.video import (
     VideoWarning,
@@ -186,6 +185,38 @@ def test_frame_folder_input_is_sorted_naturally(tmp_path):
     assert probe(folder).fps == 24  # the default rate of a frame folder
     np.testing.assert_array_equal(np.stack(list(iter_frames(folder))), frames)
     np.testing.assert_array_equal(np.stack(list(iter_frames(folder, start=3, stop=5))), frames[3:5])
+
+
+def test_jpeg_frame_folder(tmp_path):
+    folder = tmp_path / "jpegs"
+    folder.mkdir()
+    frames = moving_frames(3)
+    for i, rgb in enumerate(frames):
+        encoder = av.CodecContext.create("mjpeg", "w")
+        encoder.width, encoder.height, encoder.pix_fmt = 64, 48, "yuvj420p"
+        encoder.time_base = Fraction(1, 24)
+        image = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
+        (folder / f"{i:03d}.JPG").write_bytes(b"".join(bytes(p) for p in encoder.encode(image) + encoder.encode(None)))
+    info = probe(folder)
+    assert (info.num_frames, info.codec, info.width, info.height) == (3, "mjpeg", 64, 48)
+    decoded = np.stack(list(iter_frames(folder)))
+    assert decoded.shape == frames.shape and np.abs(decoded.astype(int) - frames).mean() < 4
+
+
+def test_mpeg_program_stream_input_is_counted(tmp_path):
+    path = tmp_path / "old.mpg"
+    with av.open(str(path), "w", format="mpeg") as container:  # written with PyAV directly
+        stream = container.add_stream("mpeg2video", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i, rgb in enumerate(moving_frames(20)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    info = probe(path)
+    assert (info.container, info.codec, info.fps) == ("mpeg", "mpeg2video", 25)
+    assert info.frames_counted and info.num_frames == 20 == len(list(iter_frames(path)))
+    assert info.duration == pytest.approx(0.8, abs=0.001)
 
 
 def test_frame_folder_with_mixed_sizes_is_an_input_error(tmp_path):
@@ -591,6 +622,7 @@ def test_batch_keep_going_collects_failures(batch_folder, tmp_path):
     assert result.returncode == 1
     lines = calls.read_text().splitlines()
     assert len(lines) == 4  # a, a.predict (not an interpolate output), b_bad, c
-    assert f"interpolate {folder}/c.mp4 --factor 3 --quiet --json --seed 7 --output {tmp_path}/out/c.interpolate.mp4" in lines
+    output = tmp_path / "out" / "c.interpolate.mp4"
+    assert f"interpolate {folder}/c.mp4 --factor 3 --quiet --json --seed 7 --output {output}" in lines
     assert result.stdout.count('{"output": "done"}') == 3
     assert "1 of 4 failed" in result.stderr and "b_bad.mp4 (exit 3)" in result.stderr
