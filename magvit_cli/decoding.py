@@ -38,8 +38,7 @@ def mask_ratio(schedule: str, progress: float, num_tokens: int) -> float:
     elif schedule.startswith("pow") and _is_number(schedule[3:]):
         ratio = 1.0 - p ** float(schedule[3:])
     else:
-        raise UsageError(f"unknown mask schedule {schedule!r}",
-                         "use cosine, uniform, log, exp or pow<X> such as pow2")
+        raise UsageError(f"unknown mask schedule {schedule!r}", f"use one of {', '.join(SCHEDULES)} (e.g. pow2)")
     return float(torch.clamp(ratio, 1e-6, 1.0))
 
 

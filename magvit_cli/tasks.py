@@ -21,14 +21,12 @@ from .decoding import mask_ratio, num_masked
 from .errors import UsageError
 from .transformer import MASK_ID, TransformerConfig
 
-# Official negative special ids (task_registry.SpecialTokens).
+# Official negative task ids (task_registry.SpecialTokens; also MASK -1, SEP -2, PAD -15).
+# TASK_INPAINTING (-7) is unused: the released config gives inpainting the OUTPAINTING token.
 FULL_GENERATION = -3
 FRAME_PREDICTION = -4
 FRAME_INTERPOLATION = -5
 OUTPAINTING = -6
-INPAINTING = -7  # unused: the released config gives inpainting the OUTPAINTING token
-SEP = -2
-PAD = -15
 
 
 @dataclass(frozen=True)
