@@ -352,6 +352,9 @@ def test_class_conditional_tasks_need_labels(tokenizer_dir, tmp_path):
 
 # ------------------------------------------------------------- torchrun-style data parallelism
 
+NO_DROPOUT = ("steps=2", "transformer.dropout=0.0", "transformer.attention_dropout=0.0")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -366,8 +369,8 @@ def _worker(rank: int, world: int, port: int, videos: str, tokenizer: str, out: 
 
     try:
         digests = {
-            "transformer": train.train_transformer(transformer_config("steps=2", "transformer.dropout=0.0"), videos,
-                                                   tokenizer, Path(out) / "transformer", quiet=True)["weights_sha256"],
+            "transformer": train.train_transformer(transformer_config(*NO_DROPOUT), videos, tokenizer,
+                                                   Path(out) / "transformer", quiet=True)["weights_sha256"],
             "tokenizer": train.train_tokenizer(tokenizer_config("steps=2"), videos, Path(out) / "tokenizer",
                                                quiet=True)["weights_sha256"],
         }
@@ -382,13 +385,18 @@ def test_two_processes_match_one_process(videos, tokenizer_dir, tmp_path):
     ranks = [json.loads((tmp_path / "ddp" / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0] == ranks[1]  # identical weights on both ranks, both stages
 
-    train.train_transformer(transformer_config("steps=2", "transformer.dropout=0.0"), videos, tokenizer_dir,
-                            tmp_path / "one" / "transformer", quiet=True)
+    train.train_transformer(transformer_config(*NO_DROPOUT), videos, tokenizer_dir, tmp_path / "one" / "transformer",
+                            quiet=True)
     train.train_tokenizer(tokenizer_config("steps=2"), videos, tmp_path / "one" / "tokenizer", quiet=True)
-    for stage, atol in (("transformer", 1e-6), ("tokenizer", 1e-6)):
-        two = load_file(tmp_path / "ddp" / stage / "model.safetensors")
-        one = load_file(tmp_path / "one" / stage / "model.safetensors")
-        worst = max(float((two[k] - one[k]).abs().max()) for k in one)
-        assert worst < atol, (stage, worst)
-    losses = lambda p: [r["loss"] for r in metrics(p)]
-    assert losses(tmp_path / "ddp" / "transformer") == pytest.approx(losses(tmp_path / "one" / "transformer"), abs=1e-6)
+    two = load_file(tmp_path / "ddp" / "transformer" / "model.safetensors")
+    one = load_file(tmp_path / "one" / "transformer" / "model.safetensors")
+    assert max(float((two[k] - one[k]).abs().max()) for k in one) < 1e-5  # lr 1e-3: float noise only
+    losses = lambda p, key: [r[key] for r in metrics(p)]
+    assert losses(tmp_path / "ddp" / "transformer", "loss") == pytest.approx(losses(tmp_path / "one" / "transformer", "loss"), abs=1e-6)
+    # Stage 1: the entropy loss is computed over each process's own batch, as in the official
+    # code (per device), so only what does not depend on it must match one process.
+    for key in ("reconstruction", "d_loss", "r1"):
+        assert losses(tmp_path / "ddp" / "tokenizer", key) == pytest.approx(losses(tmp_path / "one" / "tokenizer", key), abs=1e-6)
+    state = lambda p: torch.load(p / "tokenizer" / train.STATE_FILE, weights_only=True)["discriminator"]
+    two, one = state(tmp_path / "ddp"), state(tmp_path / "one")
+    assert max(float((two[k] - one[k]).abs().max()) for k in one) < 1e-5
