@@ -413,12 +413,17 @@ def reconstruct(
     m = run.load(model, device)
     T = m.config.num_frames
     if source.suffix.lower() == ".npz":
-        codes = load_tokens(source)
+        codes, num_frames = load_tokens(source)
+        if tuple(codes.shape[1:]) != tuple(m.config.latent_shape):
+            raise InputError(f"{source} holds {list(codes.shape[1:])} token grids but the model uses "
+                             f"{list(m.config.latent_shape)}", hint="decode with the model that made them")
+        if codes.min() < 0 or codes.max() >= m.config.tokenizer.codebook_size:
+            raise InputError(f"{source} has token ids outside [0, {m.config.tokenizer.codebook_size})")
         out_path = output or source.with_suffix(".mp4")
         if out_path.suffix.lower() == ".npz":
             raise UsageError("--output must be a video path when decoding tokens")
         with run.status("decoding tokens"):
-            video = torch.cat([m.decode(c.unsqueeze(0)) for c in codes.reshape(-1, *codes.shape[-3:])], dim=2)
+            video = torch.cat([m.decode(c.unsqueeze(0)) for c in codes], dim=2)[:, :, :num_frames]
         write_output(run, video.cpu(), out_path, Fraction(m.config.fps).limit_denominator(1001))
         run.finish(task="reconstruct", tokens=str(source))
         return
@@ -444,7 +449,7 @@ def reconstruct(
     ssim = float(metrics.ssim(recon, clip.cpu()).mean())
     used = int(torch.unique(codes).numel())
     if tokens is not None:
-        save_tokens(tokens, codes, m)
+        save_tokens(tokens, codes, m, num_frames=length)
         run.result["tokens"] = str(tokens)
     write_output(run, recon, out_path, meta.fps, audio_from=source if meta.has_audio else None)
     if not quiet and not as_json:
@@ -453,12 +458,14 @@ def reconstruct(
                codebook_size=m.config.tokenizer.codebook_size)
 
 
-def save_tokens(path: Path, codes, model) -> None:
+def save_tokens(path: Path, codes, model, num_frames: int) -> None:
+    """Token grids [n, t, h, w] of consecutive windows, and the clip's frame count
+    (the last window may be padded)."""
     import numpy as np
 
     tmp = path.with_name(f".{path.name}.tmp.npz")
     try:
-        np.savez_compressed(tmp, codes=codes.numpy().astype(np.int32),
+        np.savez_compressed(tmp, codes=codes.numpy().astype(np.int32), num_frames=np.array(num_frames),
                             latent_shape=np.array(model.config.latent_shape),
                             codebook_size=np.array(model.config.tokenizer.codebook_size))
         tmp.replace(path)
@@ -468,26 +475,28 @@ def save_tokens(path: Path, codes, model) -> None:
 
 
 def load_tokens(path: Path):
+    """-> (codes [n, t, h, w], frame count or None)."""
     import numpy as np
     import torch
 
     try:
         with np.load(path, allow_pickle=False) as data:
             codes = torch.from_numpy(data["codes"].astype(np.int64))
+            num_frames = int(data["num_frames"]) if "num_frames" in data else None
     except FileNotFoundError as e:
         raise InputError(f"{path} does not exist") from e
     except (OSError, ValueError, KeyError) as e:
         raise InputError(f"{path} is not a magvit token file (expected an .npz with 'codes')") from e
     if codes.dim() not in (3, 4):
         raise InputError(f"{path}: token grid must be [t, h, w] or [n, t, h, w], got {list(codes.shape)}")
-    return codes
+    return codes.reshape(-1, *codes.shape[-3:]), num_frames
 
 
 @app.command()
 def convert(
     config: Annotated[str, typer.Option("--config", help="JSON file with the official 'tokenizer_config' and 'transformer_config', or a preset name (bair-b, bair-l, ucf-b, ucf-l).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the converted model to.")],
-    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="Official tokenizer checkpoint (checkpoint_<step> file, Orbax folder, or a folder of them: the newest is used).")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option("--tokenizer", help="Official tokenizer checkpoint (checkpoint_<step> file, Orbax folder, or a folder of them: the newest is used). Default: the config's vq_model_from.checkpoint_path.")] = None,
     transformer: Annotated[Optional[Path], typer.Option("--transformer", help="Official MaskGVT transformer checkpoint.")] = None,
     params: Annotated[str, typer.Option("--params", help="Tokenizer weights to read: ema_params (what the official code uses) or g_params.")] = "ema_params",
     quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
@@ -497,8 +506,6 @@ def convert(
     from .checkpoint import save_model
 
     run = Run(quiet, as_json, debug)
-    if tokenizer is None:
-        raise UsageError("--tokenizer is required: every model needs its tokenizer")
     if params not in ("ema_params", "g_params"):
         raise UsageError(f"--params must be ema_params or g_params, got {params!r}")
     with run.status("converting"):
@@ -525,6 +532,72 @@ def download(
     run.finish(repo=repo_id, revision=revision or None, path=str(folder))
     if not as_json and not quiet:
         print(folder)
+
+
+train_app = typer.Typer(help="Train the tokenizer (stage 1) or the transformer (stage 2). "
+                        "Runs single-process, or distributed under `torchrun --nproc-per-node N magvit train ...`.",
+                        no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(train_app, name="train")
+
+DataArg = Annotated[Path, typer.Argument(help="A folder of videos (class = sub-folder name) or a CSV/JSONL manifest (path, label, optional start/end).")]
+PresetOpt = Annotated[str, typer.Option("--preset", help="Training preset: bair-b, bair-l, ucf-b, ucf-l, small, tiny (tokenizer); see --help of each stage.")]
+ConfigFileOpt = Annotated[Optional[Path], typer.Option("--config", help="JSON or YAML file overriding preset values.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override one value, key=value (repeatable), e.g. --set steps=5000 --set tokenizer.codebook_size=512.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --output from its last checkpoint.")]
+OverfitOpt = Annotated[bool, typer.Option("--overfit-one-clip", help="Sanity check: train on a single clip and report the loss and PSNR reached.")]
+
+
+def train_config(stage: str, preset_name: str, config_file: Path | None, overrides: list[str] | None,
+                 overfit: bool):
+    from . import train
+
+    config = train.preset(stage, preset_name)
+    if config_file is not None:
+        config = train.load_config_file(config, config_file)
+    config = train.apply_overrides(config, list(overrides or []) + (["overfit_one_clip=true"] if overfit else []))
+    train.validate(config)
+    return config
+
+
+@train_app.command("tokenizer")
+def train_tokenizer_command(
+    data: DataArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder: checkpoints (a loadable model), metrics.jsonl, previews.")],
+    preset: PresetOpt = "small", config: ConfigFileOpt = None, set_: SetOpt = None, resume: ResumeOpt = False,
+    overfit_one_clip: OverfitOpt = False, device: DeviceOpt = "auto",
+    quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
+):
+    """Stage 1: train the 3D-VQ tokenizer as a VQGAN (the saved weights are the EMA generator's)."""
+    from . import train
+
+    run = Run(quiet, as_json, debug)
+    cfg = train_config("tokenizer", preset, config, set_, overfit_one_clip)
+    summary = train.train_tokenizer(cfg, data, output, resume=resume, quiet=quiet or as_json,
+                                    device=resolve_device(device))
+    run.finish(output=str(output), **summary)
+
+
+@train_app.command("transformer")
+def train_transformer_command(
+    data: DataArg,
+    tokenizer: Annotated[str, typer.Option("--tokenizer", help="Model folder (or Hub id) whose frozen tokenizer makes the tokens.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder: checkpoints (a complete model), metrics.jsonl, previews.")],
+    preset: Annotated[str, typer.Option("--preset", help="Training preset (see magvit_cli.train.TRANSFORMER_TRAIN_PRESETS), e.g. small, bair-mt8-b, ucf-b.")] = "small",
+    config: ConfigFileOpt = None, set_: SetOpt = None, resume: ResumeOpt = False,
+    token_cache: Annotated[Optional[Path], typer.Option("--token-cache", help="Folder for tokens of fixed clips, computed once (faster on CPU; no augmentation).")] = None,
+    overfit_one_clip: OverfitOpt = False, device: DeviceOpt = "auto",
+    quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
+):
+    """Stage 2: train the transformer with COMMIT multi-task masking on a frozen tokenizer."""
+    from . import train
+    from .checkpoint import resolve_model
+
+    run = Run(quiet, as_json, debug)
+    cfg = train_config("transformer", preset, config, set_, overfit_one_clip)
+    summary = train.train_transformer(cfg, data, resolve_model(tokenizer), output, resume=resume,
+                                      quiet=quiet or as_json, token_cache=token_cache,
+                                      device=resolve_device(device))
+    run.finish(output=str(output), **summary)
 
 
 # ------------------------------------------------------------------- entry

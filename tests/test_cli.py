@@ -183,4 +183,22 @@ def test_reconstruct_writes_video_tokens_and_metrics(clip, tiny_model_dir, tmp_p
     code, out, err = run(["reconstruct", tokens, "--model", tiny_model_dir, "-o", tmp_path / "dec.mp4", "--json"],
                          capsys)
     assert code == 0, err
-    assert vio.probe(tmp_path / "dec.mp4").num_frames == 32
+    assert vio.probe(tmp_path / "dec.mp4").num_frames == 20  # the padded last window is trimmed
+
+
+def test_info_on_an_example_clip_matches_the_container(tiny_model_dir, capsys):
+    import av
+
+    clip = Path(__file__).resolve().parents[1] / "examples" / "city.mp4"
+    code, out, err = run(["info", clip, "--json", "--model", tiny_model_dir], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        assert (data["width"], data["height"]) == (stream.width, stream.height)
+        assert Fraction(data["fps"]) == stream.average_rate
+        assert data["frames"] == frames
+        assert data["codec"] == stream.codec_context.name
+        assert data["audio"] == bool(container.streams.audio)
+
