@@ -541,6 +541,19 @@ def test_audio_only_file_has_no_video_stream(tmp_path):
         probe(path)
 
 
+def test_codec_without_a_decoder_is_an_input_error(monkeypatch):
+    real_codec = av.Codec
+
+    def codec(name, mode="r"):  # an FFmpeg build without an H.264 decoder
+        if name == "h264" and mode == "r":
+            raise av.codec.codec.UnknownCodecError(name)  # what PyAV raises then
+        return real_codec(name, mode)
+
+    monkeypatch.setattr(av, "Codec", codec)
+    with pytest.raises(InputError, match="cannot decode 'h264' video"):
+        probe(EXAMPLES / "bikes.mp4")
+
+
 def test_corrupt_data_is_an_input_error(tmp_path):
     data = bytearray((EXAMPLES / "bikes.mp4").read_bytes())
     rng = np.random.default_rng(0)
