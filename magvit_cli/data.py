@@ -312,12 +312,16 @@ class VideoClipDataset(Dataset):
         return clip.contiguous()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.get(index, self.epoch)
+
+    def get(self, index: int, epoch: int) -> tuple[torch.Tensor, int]:
+        """Item `index` as drawn in `epoch` (the trainer addresses items this way)."""
         # A file that probed fine can still fail mid-stream (truncated data): say so and use the next one.
         for attempt in range(min(len(self.items), 10)):
             current = (index + attempt) % len(self.items)
             generator = None
             if self.train:
-                generator = torch.Generator().manual_seed(seed_for(self.seed, self.epoch, current))
+                generator = torch.Generator().manual_seed(seed_for(self.seed, epoch, current))
             try:
                 return self.clip(current, generator), self.items[current].label
             except (av.FFmpegError, ValueError, OSError) as error:

@@ -466,47 +466,60 @@ def _average_gradients(params: Sequence[torch.Tensor], runtime: Runtime) -> None
 
 # ------------------------------------------------------------------ data order
 
-class EpochSampler(Sampler[int]):
-    """This process's share of a seeded permutation per epoch, like DistributedSampler
-    (rank r takes every world_size-th index), except that it repeats a dataset smaller
-    than one global batch, drops the incomplete last batch, and can start mid-epoch."""
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Endless (epoch, index) pairs for this process, from `start_step` on.
 
-    def __init__(self, size: int, global_batch: int, runtime: Runtime, seed: int, shuffle: bool):
+    Each epoch is a seeded permutation (identity without shuffling), repeated when the
+    data is smaller than one global batch and cut to whole global batches; process r of
+    W takes every W-th entry, like DistributedSampler. Global batch k of the run is thus
+    the same whatever the number of processes and whatever step the run restarted at.
+    """
+
+    def __init__(self, size: int, global_batch: int, runtime: Runtime, seed: int, shuffle: bool, start_step: int = 0):
         self.size, self.global_batch, self.runtime = size, global_batch, runtime
-        self.seed, self.shuffle = seed, shuffle
-        self.epoch, self.skip_batches = 0, 0
+        self.seed, self.shuffle, self.start_step = seed, shuffle, start_step
 
     @property
     def steps_per_epoch(self) -> int:
         return max(1, self.size // self.global_batch)
 
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, skip = divmod(self.start_step, self.steps_per_epoch)
+        while True:
+            if self.shuffle:
+                order = torch.randperm(self.size, generator=_bits(self.seed, "order", epoch))
+            else:
+                order = torch.arange(self.size)
+            order = order.repeat(math.ceil(self.global_batch / self.size))[: self.steps_per_epoch * self.global_batch]
+            for index in order[skip * self.global_batch:][self.runtime.rank::self.runtime.world_size].tolist():
+                yield epoch, index
+            epoch, skip = epoch + 1, 0
+
+
+class _ByEpoch(Dataset):
+    """Items addressed as (epoch, index), so one persistent DataLoader serves every epoch
+    while random clips still change from epoch to epoch."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
     def __len__(self) -> int:
-        return (self.steps_per_epoch - self.skip_batches) * self.global_batch // self.runtime.world_size
+        return len(self.dataset)
 
-    def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            order = torch.randperm(self.size, generator=_bits(self.seed, "order", self.epoch))
-        else:
-            order = torch.arange(self.size)
-        order = order.repeat(math.ceil(self.global_batch / self.size))[: self.steps_per_epoch * self.global_batch]
-        order = order[self.skip_batches * self.global_batch:]
-        return iter(order[self.runtime.rank::self.runtime.world_size].tolist())
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        if isinstance(self.dataset, VideoClipDataset):
+            return self.dataset.get(index, epoch)
+        return self.dataset[index]
 
 
-def _batches(dataset: Dataset, config, runtime: Runtime, start_step: int, shuffle: bool = True) -> Iterator:
-    """Endless local batches; batch k of the run is the same whatever step the run restarted at."""
-    local = config.batch_size // runtime.world_size
-    sampler = EpochSampler(len(dataset), config.batch_size, runtime, config.seed, shuffle)
-    epoch, skip = divmod(start_step, sampler.steps_per_epoch)
-    while True:
-        sampler.epoch, sampler.skip_batches = epoch, skip
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        loader = DataLoader(dataset, batch_size=local, sampler=sampler, num_workers=config.num_workers,
-                            worker_init_fn=worker_init, drop_last=True, pin_memory=runtime.device.type == "cuda",
-                            persistent_workers=False)
-        yield from loader
-        epoch, skip = epoch + 1, 0
+def _batches(dataset: Dataset, config, runtime: Runtime, start_step: int) -> Iterator:
+    """Endless local batches of the run from `start_step` on."""
+    sampler = EpochSampler(len(dataset), config.batch_size, runtime, config.seed, shuffle=True, start_step=start_step)
+    loader = DataLoader(_ByEpoch(dataset), batch_size=config.batch_size // runtime.world_size, sampler=sampler,
+                        num_workers=config.num_workers, worker_init_fn=worker_init, drop_last=True,
+                        pin_memory=runtime.device.type == "cuda")
+    return iter(loader)
 
 
 def _open_dataset(data, *, num_frames: int, resolution, config, class_names=None) -> Dataset:

@@ -29,7 +29,7 @@ TINY_TOKENIZER = ["num_frames=4", "resolution=16,16", "tokenizer.channel_multipl
                   "discriminator_filters=4", "batch_size=2", "num_workers=0", "log_every=1", "save_every=0",
                   "preview_every=0", "warmup_steps=1", "lr=1e-3"]
 TINY_TRANSFORMER = ["transformer.hidden_size=32", "transformer.num_layers=1", "transformer.num_heads=2",
-                    "transformer.mlp_dim=64", "transformer.dropout=0.1", "tasks=outpainting_c,full_generation",
+                    "transformer.mlp_dim=64", "transformer.dropout=0.1", "tasks=frame_prediction,full_generation",
                     "batch_size=4", "num_workers=0", "log_every=1", "save_every=0", "preview_every=0",
                     "warmup_steps=1", "lr=1e-3"]
 
@@ -223,9 +223,6 @@ class Interrupting(Dataset):
     def __len__(self):
         return len(self.base)
 
-    def set_epoch(self, epoch):
-        self.base.set_epoch(epoch)
-
     def __getitem__(self, index):
         self.calls += 1
         if self.calls == self.at:
@@ -325,16 +322,23 @@ def test_transformer_ctrl_c_resume_and_the_saved_model(videos, tokenizer_dir, tm
     assert [r["loss"] for r in full] == [r["loss"] for r in cut]
     assert [r["mask_ratio"] for r in full] == [r["mask_ratio"] for r in cut]
 
+    assert {"frame_prediction_psnr", "copy_last_frame_psnr"} <= set(first)
+
     model = load_model(tmp_path / "cut")
-    assert model.config.tasks == ["outpainting_c", "full_generation"]
+    assert model.config.tasks == ["frame_prediction", "full_generation"]
     assert model.config.class_names == ["jump", "walk"] and model.transformer.config.num_classes == 2
     assert model.transformer.config.multi_task and model.config.latent_shape == (2, 8, 8)
-    out = model.generate("walk", options=None)
-    assert out.shape == (1, 3, 4, 16, 16)
+    assert model.generate("walk").shape == (1, 3, 4, 16, 16)
+    from magvit_cli.cli import main
+
+    assert main(["predict", str(videos / "walk" / "v0.mp4"), "--model", str(tmp_path / "cut"), "--frames", "3",
+                 "-o", str(tmp_path / "out.mp4"), "--quiet", "--seed", "0"]) == 0
+    assert (tmp_path / "out.mp4").stat().st_size > 0
 
 
 def test_token_cache_trains_like_the_live_tokenizer(videos, tokenizer_dir, tmp_path):
-    config = transformer_config("steps=2", "overfit_one_clip=true", "transformer.dropout=0.0")
+    config = transformer_config("steps=2", "overfit_one_clip=true", "transformer.dropout=0.0",
+                                "tasks=outpainting_c,full_generation")
     live = train.train_transformer(config, videos, tokenizer_dir, tmp_path / "live", quiet=True)
     cached = train.train_transformer(config, videos, tokenizer_dir, tmp_path / "cached", quiet=True,
                                      token_cache=tmp_path / "cache")
@@ -400,3 +404,22 @@ def test_two_processes_match_one_process(videos, tokenizer_dir, tmp_path):
     state = lambda p: torch.load(p / "tokenizer" / train.STATE_FILE, weights_only=True)["discriminator"]
     two, one = state(tmp_path / "ddp"), state(tmp_path / "one")
     assert max(float((two[k] - one[k]).abs().max()) for k in one) < 1e-5
+
+
+def test_sampler_splits_global_batches_and_resumes():
+    def take(world, rank, start, count):
+        sampler = train.EpochSampler(10, 4, train.Runtime(rank=rank, world_size=world), seed=0, shuffle=True,
+                                     start_step=start)
+        pairs = iter(sampler)
+        return [next(pairs) for _ in range(count)]
+
+    one = take(1, 0, 0, 4 * 6)  # 6 global batches: 2 per epoch of 10 items (the last 2 are dropped)
+    assert [e for e, _ in one] == [0] * 8 + [1] * 8 + [2] * 8
+    assert len(set(i for e, i in one if e == 0)) == 8
+    two = [take(2, r, 0, 2 * 6) for r in range(2)]
+    for k in range(6):  # global batch k = union of the ranks' local batches k
+        assert sorted(one[4 * k:4 * k + 4]) == sorted(two[0][2 * k:2 * k + 2] + two[1][2 * k:2 * k + 2])
+    assert take(1, 0, 3, 4 * 3) == one[12:]  # restarting at step 3 continues the same sequence
+    tiny = take(1, 0, 0, 8)  # fewer items than a global batch: repeated
+    small = train.EpochSampler(3, 4, train.Runtime(), seed=0, shuffle=False)
+    assert [i for _, i in [next(iter(small)) for _ in range(1)]] == [0] and len(tiny) == 8
