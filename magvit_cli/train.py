@@ -593,7 +593,7 @@ def _check_resume_config(saved: dict, config) -> None:
     # Settings that may change between the interrupted run and its continuation.
     free = {"steps", "num_workers", "log_every", "save_every", "preview_every"}
     current = _config_dict(config)
-    changed = sorted(k for k in current if k not in free and current[k] != saved.get(k))
+    changed = sorted(k for k in current if k in saved and k not in free and current[k] != saved[k])
     if changed:
         raise UsageError(f"resume with different settings: {', '.join(changed)}",
                          "resume with the settings of the original run (only steps and logging may change)")
@@ -781,45 +781,52 @@ class PerceptualLoss(nn.Module):
         return F.mse_loss(self.net(self._frames(fake)).float(), target)
 
 
-def _tokenizer_step(generator: VQTokenizer, discriminator: StyleGANDiscriminator, real: torch.Tensor,
+def _tokenizer_step(generator: VQTokenizer, discriminator: StyleGANDiscriminator | None, real: torch.Tensor,
                     config: TokenizerTrainConfig, runtime: Runtime, perceptual: PerceptualLoss | None,
                     lecam_ema: torch.Tensor) -> dict[str, torch.Tensor]:
     """Losses and gradients of one step (vqgan_trainer.train_g_d): the discriminator loss
-    differentiated w.r.t. D only, the generator loss w.r.t. G only, from one forward."""
-    real = real.detach().requires_grad_(config.r1_weight > 0)
+    differentiated w.r.t. D only, the generator loss w.r.t. G only, from one forward.
+    Without a discriminator (adversarial_weight = 0) only the generator is trained."""
+    losses: dict[str, torch.Tensor] = {}
+    use_r1 = discriminator is not None and config.r1_weight > 0
+    real = real.detach().requires_grad_(use_r1)
     with runtime.autocast():
         recon, quantizer_losses = generator(real.detach())
-        real_logit = discriminator(real).float()
-        fake_logit = discriminator(recon).float()
-    losses: dict[str, torch.Tensor] = {}
-    if config.r1_weight > 0:
-        # R1: squared gradient norm of Σ D(real) w.r.t. the real videos, per example, batch mean.
-        grad, = torch.autograd.grad(real_logit.sum(), real, create_graph=True)
-        losses["r1"] = grad.float().pow(2).flatten(1).sum(1).mean() * config.r1_weight
-    real_mean, fake_mean = real_logit.mean(), fake_logit.mean()
-    losses["d_adversarial"] = F.softplus(-real_logit).mean() + F.softplus(fake_logit).mean()
-    if config.lecam_weight > 0:
-        losses["lecam"] = config.lecam_weight * (F.relu(real_mean - lecam_ema[1]).pow(2)
-                                                 + F.relu(lecam_ema[0] - fake_mean).pow(2))
-    d_loss = sum(losses[k] for k in ("d_adversarial", "r1", "lecam") if k in losses)
-
     losses["reconstruction"] = F.mse_loss(recon.float(), real.detach())
-    losses["g_adversarial"] = config.adversarial_weight * F.softplus(-fake_logit).mean()
     losses["quantizer"] = quantizer_losses["quantizer"]
     losses["entropy"] = quantizer_losses["entropy"].detach()
+    g_loss = losses["reconstruction"] + losses["quantizer"]
     if perceptual is not None:
         with runtime.autocast():
             losses["perceptual"] = config.perceptual_weight * perceptual(real.detach(), recon)
-    g_loss = losses["reconstruction"] + losses["g_adversarial"] + losses["quantizer"] + losses.get("perceptual", 0.0)
+        g_loss = g_loss + losses["perceptual"]
 
-    d_params = list(discriminator.parameters())
+    d_params = list(discriminator.parameters()) if discriminator is not None else []
+    d_grads: tuple[torch.Tensor, ...] = ()
+    if discriminator is not None:
+        with runtime.autocast():
+            real_logit = discriminator(real).float()
+            fake_logit = discriminator(recon).float()
+        if use_r1:
+            # R1: squared gradient norm of Σ D(real) w.r.t. the real videos, per example, batch mean.
+            grad, = torch.autograd.grad(real_logit.sum(), real, create_graph=True)
+            losses["r1"] = grad.float().pow(2).flatten(1).sum(1).mean() * config.r1_weight
+        real_mean, fake_mean = real_logit.mean(), fake_logit.mean()
+        losses["d_adversarial"] = F.softplus(-real_logit).mean() + F.softplus(fake_logit).mean()
+        if config.lecam_weight > 0:
+            losses["lecam"] = config.lecam_weight * (F.relu(real_mean - lecam_ema[1]).pow(2)
+                                                     + F.relu(lecam_ema[0] - fake_mean).pow(2))
+        d_loss = sum(losses[k] for k in ("d_adversarial", "r1", "lecam") if k in losses)
+        losses["g_adversarial"] = config.adversarial_weight * F.softplus(-fake_logit).mean()
+        g_loss = g_loss + losses["g_adversarial"]
+        d_grads = torch.autograd.grad(d_loss, d_params, retain_graph=True, allow_unused=True, materialize_grads=True)
+        losses["d_loss"], losses["real_logit"], losses["fake_logit"] = d_loss, real_mean, fake_mean
+
     g_params = list(generator.parameters())
-    d_grads = torch.autograd.grad(d_loss, d_params, retain_graph=True, allow_unused=True, materialize_grads=True)
     g_grads = torch.autograd.grad(g_loss, g_params, allow_unused=True, materialize_grads=True)
     for p, g in zip(d_params + g_params, d_grads + g_grads):
         p.grad = g
-    losses["d_loss"], losses["g_loss"] = d_loss, g_loss
-    losses["real_logit"], losses["fake_logit"] = real_mean, fake_mean
+    losses["g_loss"] = g_loss
     return {k: v.detach() for k, v in losses.items()}
 
 
@@ -866,6 +873,7 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
     d_opt = torch.optim.Adam(discriminator.parameters(), **adam)
     lecam_ema = torch.zeros(2, device=runtime.device)  # (real, fake) mean logits
     perceptual = PerceptualLoss(config.perceptual_model, runtime.device) if config.perceptual_model else None
+    use_gan = config.adversarial_weight > 0  # without the GAN term the discriminator cannot matter
 
     start = 0
     if saved is not None:
@@ -909,7 +917,7 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
 
     psnr_start = eval_psnr(ema.tokenizer)
     reporter = _Reporter(out_dir, runtime, quiet, config.steps, start, config.log_every, "tokenizer",
-                         ("g_loss", "d_loss", "reconstruction"))
+                         ("reconstruction", "g_loss", "d_loss"))
     if isinstance(dataset, VideoClipDataset) and dataset.unreadable:
         reporter.message(f"[yellow]skipped {len(dataset.unreadable)} unreadable videos:\n{dataset.unreadable_report()}")
     step = start
@@ -924,8 +932,10 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
                 lr = learning_rate(step, config.lr, config.warmup_steps, config.steps)
                 for group in g_opt.param_groups + d_opt.param_groups:
                     group["lr"] = lr
-                losses = _tokenizer_step(generator, discriminator, videos, config, runtime, perceptual, lecam_ema)
-                _average_gradients(list(discriminator.parameters()) + list(generator.parameters()), runtime)
+                losses = _tokenizer_step(generator, discriminator if use_gan else None, videos, config, runtime,
+                                         perceptual, lecam_ema)
+                _average_gradients((list(discriminator.parameters()) if use_gan else [])
+                                   + list(generator.parameters()), runtime)
                 names = sorted(losses)
                 reduced = runtime.all_mean(torch.stack([losses[k].float() for k in names]
                                                        + [torch.tensor(float(stop.signal is not None), device=runtime.device)]))
@@ -933,11 +943,12 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
                 if not all(math.isfinite(v) for v in values.values()):
                     raise _nonfinite(values, step, out_dir)
                 g_opt.step()
-                d_opt.step()
                 g_opt.zero_grad(set_to_none=True)
-                d_opt.zero_grad(set_to_none=True)
+                if use_gan:
+                    d_opt.step()
+                    d_opt.zero_grad(set_to_none=True)
                 ema_update(ema.tokenizer, generator, config.ema_decay)
-                if config.lecam_weight > 0:
+                if use_gan and config.lecam_weight > 0:
                     lecam_ema.lerp_(torch.tensor([values["real_logit"], values["fake_logit"]], device=runtime.device),
                                     1 - config.lecam_decay)
                 step += 1

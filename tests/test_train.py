@@ -270,6 +270,15 @@ def test_tokenizer_ctrl_c_saves_and_resume_repeats_the_run(videos, tmp_path):
         assert torch.equal(value, load_file(tmp_path / "cut" / "model.safetensors")[key]), key
 
 
+def test_without_gan_term_the_discriminator_is_skipped(videos, tmp_path):
+    train.train_tokenizer(tokenizer_config("steps=2", "adversarial_weight=0", "lecam_weight=0.1"), videos, tmp_path,
+                          quiet=True)
+    log = metrics(tmp_path)
+    assert "d_loss" not in log[-1] and log[-1]["g_loss"] == pytest.approx(log[-1]["reconstruction"] + log[-1]["quantizer"])
+    state = torch.load(tmp_path / train.STATE_FILE, weights_only=True)
+    assert state["d_optimizer"]["state"] == {}  # never stepped
+
+
 def test_nan_guard_names_the_step(tmp_path):
     class Broken(Dataset):
         def __len__(self):
