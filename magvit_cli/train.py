@@ -13,9 +13,11 @@ label-smoothed cross-entropy on every latent position, AdamW(0.9, 0.96) with wei
 decay 0.045 on Linear weights only, gradient clipping at 1.0, warm-up + cosine LR.
 
 A run folder holds the model in the project format (model.safetensors + config.json,
-loadable with `magvit ... --model DIR`), `training_state.pt` (everything needed to
-resume exactly), `metrics.jsonl` and `previews/`. All randomness of step s is derived
-from (seed, s), so a resumed run repeats the uninterrupted one step for step.
+loadable with `magvit ... --model DIR`), `training_state.pt` (weights, optimiser
+states, EMA, step: everything needed to resume exactly), `metrics.jsonl` and `previews/`.
+No random-generator state needs saving: all randomness of step s (data order, clip
+windows, crops, flips, mask ratio and scores, dropout) is derived from (seed, s), so a
+resumed run repeats the uninterrupted one step for step.
 """
 
 from __future__ import annotations
@@ -198,7 +200,7 @@ def apply_overrides(config, overrides: Sequence[str]):
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise UsageError(f"override {item!r} conflicts with another override of {part!r}")
-        node[leaf] = _Text(value.strip())
+        node[leaf] = value.strip()
     return update_config(config, updates)
 
 
@@ -223,10 +225,6 @@ def load_config_file(config, path: str | Path):
     return update_config(config, values)
 
 
-class _Text(str):
-    """A value typed on the command line: parsed according to the field it sets."""
-
-
 def update_config(config, values: dict, prefix: str = ""):
     hints = typing.get_type_hints(type(config))
     names = [f.name for f in dataclasses.fields(config)]
@@ -245,28 +243,22 @@ def update_config(config, values: dict, prefix: str = ""):
         new = dataclasses.replace(config, **changes)
     except MagvitError as error:  # nested model configs validate themselves
         raise UsageError(str(error)) from None
-    if hasattr(new, "tasks") or hasattr(new, "tokenizer"):
+    if isinstance(new, (TokenizerTrainConfig, TransformerTrainConfig)):
         validate(new)
     return new
 
 
 def _coerce(value, kind, key: str):
-    origin = typing.get_origin(kind)
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        kind = [a for a in typing.get_args(kind) if a is not type(None)][0]
-        origin = typing.get_origin(kind)
     try:
-        if origin is tuple:
-            if isinstance(value, _Text):
+        if typing.get_origin(kind) is tuple:
+            if isinstance(value, str):  # "1,2,4" or "[1, 2, 4]" from the command line
                 text = value.strip()
-                value = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
+                value = json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
             if not isinstance(value, (list, tuple)):
                 raise ValueError
             args = typing.get_args(kind)
-            item_kind = args[0]
             if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(_coerce(_Text(v) if isinstance(value, _Text) or isinstance(v, str) and item_kind is not str else v,
-                                     item_kind, key) for v in value)
+                return tuple(_coerce(v, args[0], key) for v in value)
             if len(value) != len(args):
                 raise ValueError
             return tuple(_coerce(v, a, key) for v, a in zip(value, args))
@@ -613,15 +605,6 @@ def _save_state(out_dir: Path, state: dict) -> None:
         raise OutputError(f"cannot write {out_dir / STATE_FILE}: {error.strerror or error}") from None
 
 
-def _rng_state() -> dict:
-    # Step randomness is re-derived from (seed, step); these are kept for completeness of
-    # the global generators (e.g. user code seeding from them).
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
 class _Reporter:
     """Rank-0 output: a Rich progress bar, `metrics.jsonl`, one-line messages."""
 
@@ -904,7 +887,7 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
             "stage": "tokenizer", "step": step, "config": _config_dict(config),
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
             "ema": ema.tokenizer.state_dict(), "g_optimizer": g_opt.state_dict(), "d_optimizer": d_opt.state_dict(),
-            "lecam_ema": lecam_ema.cpu(), "discriminator_config": disc_config.to_dict(), "rng": _rng_state(),
+            "lecam_ema": lecam_ema.cpu(), "discriminator_config": disc_config.to_dict()
         })
 
     def preview(step: int) -> None:
@@ -1166,7 +1149,7 @@ def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset
             save_model(out_dir, magvit)
             _save_state(out_dir, {"stage": "transformer", "step": step, "config": _config_dict(config),
                                   "transformer": transformer.state_dict(), "optimizer": optimizer.state_dict(),
-                                  "class_names": class_names, "rng": _rng_state()})
+                                  "class_names": class_names})
 
     def preview(step: int) -> None:
         if not runtime.main:
