@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .errors import InputError
+from .video import iter_frames, probe
 
 VIDEO_SUFFIXES = {
     ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".gif",
@@ -165,46 +166,19 @@ def _label_index(label, class_names: list[str]) -> int:
 # ---------------------------------------------------------------- decoding
 
 def _probe(entry: _Entry) -> tuple[int, float, int]:
-    """(frames in range, fps, first frame index); raises on unreadable files."""
-    with av.open(str(entry.path)) as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        stream = container.streams.video[0]
-        rate = stream.average_rate or stream.guessed_rate or 24
-        fps = float(rate)
-        total = stream.frames
-        if not total:
-            duration = None
-            if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration = container.duration / av.time_base
-            total = int(round(duration * fps)) if duration else 0
-        # Decoding the first frame proves the codec works and the file is not empty.
-        for _ in container.decode(stream):
-            break
-        else:
-            raise ValueError("no decodable frame")
-    if not total:
-        total = 1  # unknown length: decoding will find out, the range logic copes with short reads
+    """(frames in range, fps, first frame index); raises InputError on unreadable files."""
+    info = probe(entry.path)
+    fps = float(info.fps)
     first = int(round(entry.start * fps)) if entry.start is not None else 0
-    last = min(total, int(round(entry.end * fps))) if entry.end is not None else total
+    last = min(info.num_frames, int(round(entry.end * fps))) if entry.end is not None else info.num_frames
     if last <= first:
-        raise ValueError(f"time range {entry.start}-{entry.end}s is outside the video ({total / fps:.2f}s)")
+        raise ValueError(f"time range {entry.start}-{entry.end}s is outside the video ({info.duration:.2f}s)")
     return last - first, fps, first
 
 
 def decode_frames(path: str, start: int, count: int) -> np.ndarray:
     """Frames [start, start + count) as uint8 [n, H, W, 3] (n < count if the video ends early)."""
-    frames = []
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for index, frame in enumerate(container.decode(stream)):
-            if index >= start:
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if len(frames) == count:
-                    break
+    frames = list(iter_frames(path, start, start + count))
     if not frames:
         raise ValueError(f"no frame at index {start} or later")
     return np.stack(frames)
@@ -324,19 +298,17 @@ class VideoClipDataset(Dataset):
                 generator = torch.Generator().manual_seed(seed_for(self.seed, epoch, current))
             try:
                 return self.clip(current, generator), self.items[current].label
-            except (av.FFmpegError, ValueError, OSError) as error:
+            except (InputError, av.FFmpegError, ValueError, OSError) as error:
                 warnings.warn(f"skipping unreadable clip {self.items[current].path}: {error}")
         raise InputError(f"10 videos in a row failed to decode (starting at {self.items[index].path})")
 
 
 def _probe_or_error(entry: _Entry) -> tuple[int, float, int] | str:
-    if not entry.path.is_file():
-        return "file not found"
-    if entry.path.stat().st_size == 0:
-        return "empty file"
     try:
         return _probe(entry)
-    except (av.FFmpegError, ValueError, OSError, IndexError) as error:
+    except InputError as error:
+        return error.message.replace(f"{entry.path} ", "").replace(f"{entry.path}: ", "")
+    except (av.FFmpegError, ValueError, OSError) as error:
         return str(error).strip() or type(error).__name__
 
 

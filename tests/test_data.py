@@ -173,7 +173,7 @@ def test_unreadable_files_are_skipped_counted_and_listed(folder, tmp_path):
     message = str(record[0].message)
     assert all(name in message for name in ("empty.mp4", "text.mp4", "cut.mp4"))
     assert len(data) == 2 and len(data.unreadable) == 3
-    assert dict(data.unreadable)[str(root / "walk" / "empty.mp4")] == "empty file"
+    assert "empty" in dict(data.unreadable)[str(root / "walk" / "empty.mp4")]
 
 
 def test_no_readable_files_is_an_input_error(tmp_path):
