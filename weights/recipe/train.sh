@@ -2,7 +2,6 @@
 # Train the bundled default model with the project's own `magvit train` commands.
 #
 #   bash weights/recipe/train.sh tokenizer     # stage 1 (resumes if the run folder exists)
-#   bash weights/recipe/train.sh subset        # the stage-2 clip list (manifest) from the data
 #   bash weights/recipe/train.sh transformer   # stage 2 (resumes likewise)
 #
 # DATA (default /work/data, built by prepare_data.py) and RUNS (default /work/runs) can be
@@ -13,7 +12,6 @@ set -euo pipefail
 
 DATA=${DATA:-/work/data}
 RUNS=${RUNS:-/work/runs}
-HERE=$(cd "$(dirname "$0")" && pwd)
 MAGVIT=${MAGVIT:-magvit}
 
 resume_flag() { [ -f "$1/training_state.pt" ] && echo --resume || true; }
@@ -22,32 +20,32 @@ case "${1:-}" in
 tokenizer)
     # 4.9 M parameters, token grid 4 x 8 x 8 for 16 x 64 x 64 clips. No GAN term
     # (adversarial_weight=0, r1_weight=0): with a few hundred CPU steps it only costs PSNR.
+    # Small batches for more updates; a short EMA (0.95) so the saved weights do not
+    # still average in the first, untrained steps.
     out=$RUNS/tokenizer
     $MAGVIT train tokenizer "$DATA/train" --output "$out" --preset small $(resume_flag "$out") \
         --set tokenizer.channel_multipliers=1,1,2,4 \
         --set tokenizer.embedding_dim=64 \
         --set tokenizer.codebook_size=512 \
         --set adversarial_weight=0 --set r1_weight=0 \
-        --set batch_size=4 --set lr=4e-4 --set warmup_steps=30 --set steps="${STEPS:-600}" \
+        --set batch_size=2 --set lr=5e-4 --set warmup_steps=15 --set ema_decay=0.95 --set steps="${STEPS:-300}" \
         --set num_workers=1 --set save_every=25 --set preview_every=100 --set log_every=5 \
         --quiet --json
     ;;
-subset)
-    # Stage 2 uses a token cache (one fixed clip per file); a balanced subset keeps
-    # building it affordable on a CPU.
-    /usr/bin/env python "$HERE/subset.py" --data "$DATA" --out "$DATA/stage2.csv"
-    ;;
 transformer)
+    # Tokens are made on the fly from augmented clips of every training video: a token
+    # cache would run the tokenizer ten times per video (clip + nine condition videos)
+    # before the first step, which costs as much as the whole CPU budget.
     out=$RUNS/transformer
-    $MAGVIT train transformer "$DATA/stage2.csv" --tokenizer "$RUNS/tokenizer" --output "$out" \
-        --preset small $(resume_flag "$out") --token-cache "$RUNS/token_cache" \
+    $MAGVIT train transformer "$DATA/train" --tokenizer "$RUNS/tokenizer" --output "$out" \
+        --preset small $(resume_flag "$out") \
         --set tasks=frame_prediction,frame_interpolation,outpainting_c,outpainting_v,outpainting_h,outpainting_dv,inpainting_c,inpainting_dv,full_generation,frame_prediction_c \
-        --set batch_size=16 --set lr=5e-4 --set warmup_steps=100 --set steps="${STEPS:-3000}" \
-        --set num_workers=0 --set save_every=100 --set preview_every=500 --set log_every=10 \
+        --set batch_size=8 --set lr=6e-4 --set warmup_steps=20 --set steps="${STEPS:-300}" \
+        --set num_workers=1 --set save_every=10 --set preview_every=100 --set log_every=5 \
         --quiet --json
     ;;
 *)
-    echo "usage: $0 tokenizer|subset|transformer" >&2
+    echo "usage: $0 tokenizer|transformer" >&2
     exit 2
     ;;
 esac
