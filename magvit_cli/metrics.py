@@ -1,10 +1,14 @@
-"""PSNR and SSIM per video, following the official evaluation
-(videogvt/train_lib/image_quality_metrics.py: run_models with the JAX psnr and ssim).
+"""Evaluation metrics of the official code (spec §10).
 
-Both take videos [B, 3, T, H, W] in [0, 1], score every frame and average over frames,
+PSNR and SSIM per video (videogvt/train_lib/image_quality_metrics.py: run_models with the
+JAX psnr and ssim). Both take videos [B, 3, T, H, W] in [0, 1], score every frame and average over frames,
 returning one float64 value per video [B]. They compute in float64 so that GPU conv
 shortcuts (TF32) cannot blur the variances. The official "inter-frame" scores are these
 functions applied to video[:, :, 1:] and video[:, :, :-1].
+
+Distribution metrics on features of a feature network (i3d.py, c3d.py): the Fréchet distance
+(FVD on I3D features) and the Inception Score, and their reduction over folds
+(eval_utils.compute_eval_metrics): each fold is scored alone, then mean ± std over folds.
 """
 
 import torch
