@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn as nn
@@ -199,10 +199,20 @@ class Magvit(nn.Module):
 
     def predict(self, video: torch.Tensor, frames: int | None = None, cond_frames: int = 1,
                 label: int | str | None = None, options: DecodeOptions | None = None,
-                on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                on_step: Callable[[int, int], None] | None = None,
+                generator: torch.Generator | None = None) -> torch.Tensor:
         """Frame prediction (FP; CFP with `label`): continue `video` by `frames`
         new frames, conditioning each model window on the last `cond_frames`
         frames seen so far. Returns only the new frames."""
+        return torch.cat(list(self.predict_windows(video, frames, cond_frames, label, options, on_step,
+                                                   generator)), dim=2)
+
+    def predict_windows(self, video: torch.Tensor, frames: int | None = None, cond_frames: int = 1,
+                        label: int | str | None = None, options: DecodeOptions | None = None,
+                        on_step: Callable[[int, int], None] | None = None,
+                        generator: torch.Generator | None = None) -> Iterator[torch.Tensor]:
+        """`predict` one model window at a time: yields each window's new frames
+        (the last window trimmed), so long predictions stream."""
         task = "frame_prediction_c" if label is not None else "frame_prediction"
         self._require(task)
         T = self.config.num_frames
@@ -216,26 +226,31 @@ class Magvit(nn.Module):
         if video.shape[2] < cond_frames:
             raise UsageError(f"the clip has {video.shape[2]} frames but {cond_frames} condition frames were asked for")
         labels = self._labels(label, video.shape[0])
-        history = video[:, :, -cond_frames:]
-        produced = []
-        windows = math.ceil(frames / per_window)
-        for _ in range(windows):
-            window = torch.cat([history, history[:, :, -1:].expand(-1, -1, per_window, -1, -1)], dim=2)
-            out = self._run(task, window, labels, options, on_step, cond_frames=cond_frames)
-            new = out[:, :, cond_frames:]
-            produced.append(new)
-            history = torch.cat([history, new], dim=2)[:, :, -cond_frames:]
-        return torch.cat(produced, dim=2)[:, :, :frames]
+        generator = generator or self._generator(options)
+
+        def windows() -> Iterator[torch.Tensor]:
+            history = video[:, :, -cond_frames:]
+            left = frames
+            while left > 0:
+                window = torch.cat([history, history[:, :, -1:].expand(-1, -1, per_window, -1, -1)], dim=2)
+                out = self._run(task, window, labels, options, on_step, cond_frames=cond_frames, generator=generator)
+                new = out[:, :, cond_frames:]
+                history = torch.cat([history, new], dim=2)[:, :, -cond_frames:]
+                yield new[:, :, :left]
+                left -= per_window
+
+        return windows()
 
     def interpolate(self, first: torch.Tensor, last: torch.Tensor, options: DecodeOptions | None = None,
-                    on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
+                    on_step: Callable[[int, int], None] | None = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
         """Frame interpolation (FI): a full model window from keyframe `first`
         to keyframe `last` (each [B, 3, H, W]); the frames in between are new."""
         self._require("frame_interpolation")
         T = self.config.num_frames
         first, last = self._fit(first.unsqueeze(2)), self._fit(last.unsqueeze(2))
         window = torch.cat([first, first.expand(-1, -1, T - 2, -1, -1), last], dim=2)
-        return self._run("frame_interpolation", window, None, options, on_step)
+        return self._run("frame_interpolation", window, None, options, on_step, generator=generator)
 
     def outpaint(self, video: torch.Tensor, direction: str = "all", options: DecodeOptions | None = None,
                  on_step: Callable[[int, int], None] | None = None) -> torch.Tensor:
@@ -301,30 +316,46 @@ class Magvit(nn.Module):
 
     def run_task(self, task: str, video: torch.Tensor | None, labels: torch.Tensor | None = None,
                  options: DecodeOptions | None = None, on_step: Callable[[int, int], None] | None = None,
-                 cond_frames: int = 1, composite: bool = True) -> torch.Tensor:
+                 cond_frames: int = 1, composite: bool = True, keep: torch.Tensor | None = None,
+                 padding: str | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """One model window of `task` on `video` [B, 3, T, H, W] at exactly the
         model's clip size (None for generation). With `composite`, condition
-        pixels are pasted back after decoding (spec §8.5)."""
-        self._require(task)
-        return self._run(task, video, labels, options, on_step, cond_frames=cond_frames, composite=composite)
+        pixels are pasted back after decoding (spec §8.5).
 
-    def _run(self, task, video, labels, options, on_step, cond_frames=1, composite=True) -> torch.Tensor:
+        `keep` ([B or 1, 1, T|1, H|1, W|1] bool, True = known) replaces the task's
+        own condition region by any pixel mask: condition tokens where a latent
+        cell holds a known pixel (tasks.condition_from_mask), unknown pixels filled
+        by `padding` (default: the task's). `generator` carries the random state
+        across calls (default: a fresh one from `options.seed`)."""
+        self._require(task)
+        return self._run(task, video, labels, options, on_step, cond_frames=cond_frames, composite=composite,
+                         keep=keep, padding=padding, generator=generator)
+
+    def _generator(self, options: DecodeOptions | None) -> torch.Generator:
+        generator = torch.Generator(device=self.device)
+        if options is not None and options.seed is not None:
+            generator.manual_seed(options.seed)
+        else:
+            generator.seed()
+        return generator
+
+    def _run(self, task, video, labels, options, on_step, cond_frames=1, composite=True, keep=None, padding=None,
+             generator=None) -> torch.Tensor:
         options = options or DecodeOptions()
         options.check()
         config, transformer = self.config, self.transformer
         B = labels.shape[0] if video is None else video.shape[0]
         latent = config.latent_shape
         N = latent[0] * latent[1] * latent[2]
-        generator = torch.Generator(device=self.device)
-        if options.seed is not None:
-            generator.manual_seed(options.seed)
-        else:
-            generator.seed()
+        generator = generator or self._generator(options)
         with torch.inference_mode():
             if video is not None:
                 video = video.to(self.device, torch.float32)
-                cond = tasks.condition(task, video, latent, cond_frames=cond_frames,
-                                       cond_latent_frames=math.ceil(cond_frames * latent[0] / config.num_frames))
+                if keep is not None:
+                    cond = tasks.condition_from_mask(video, keep, padding or tasks.TASKS[task].padding, latent)
+                else:
+                    cond = tasks.condition(task, video, latent, cond_frames=cond_frames,
+                                           cond_latent_frames=math.ceil(cond_frames * latent[0] / config.num_frames))
                 cond_tokens = self.tokenizer.encode(cond.video).reshape(B, N)
                 cond_mask = cond.latent_mask.expand(B, *latent).reshape(B, N)
             else:
@@ -350,13 +381,14 @@ class Magvit(nn.Module):
         padded by repeating its final frame and trimmed afterwards."""
         T = self.config.num_frames
         length = video.shape[2]
+        generator = self._generator(options)
         outs = []
         for start in range(0, length, T):
             window = video[:, :, start:start + T]
             n = window.shape[2]
             if n < T:
                 window = torch.cat([window, window[:, :, -1:].expand(-1, -1, T - n, -1, -1)], dim=2)
-            outs.append(self._run(task, window, None, options, on_step)[:, :, :n])
+            outs.append(self._run(task, window, None, options, on_step, generator=generator)[:, :, :n])
         return torch.cat(outs, dim=2)
 
     def _place(self, task: str, clip: torch.Tensor) -> torch.Tensor:

@@ -290,13 +290,22 @@ def iter_frames(path: str | Path, start: int = 0, stop: int | None = None) -> It
 
     Frames before `start` are decoded and dropped (exact, never off by a keyframe).
     """
+    return (frame for _, frame in iter_timed_frames(path, start, stop))
+
+
+def iter_timed_frames(path: str | Path, start: int = 0, stop: int | None = None,
+                      folder_fps: Fraction = FRAME_FOLDER_FPS) -> Iterator[tuple[float, np.ndarray]]:
+    """`iter_frames` with each frame's presentation time in seconds (what variable-frame-rate
+    input needs to be resampled); frames of a folder are `folder_fps` apart."""
     if start < 0 or (stop is not None and stop < start):
         raise UsageError(f"invalid frame range {start}..{stop}")
     path = Path(path)
-    return _iter_folder(path, start, stop) if path.is_dir() else _iter_container(path, start, stop)
+    if path.is_dir():
+        return ((float((start + i) / folder_fps), frame) for i, frame in enumerate(_iter_folder(path, start, stop)))
+    return _iter_container(path, start, stop)
 
 
-def _iter_container(path: Path, start: int, stop: int | None) -> Iterator[np.ndarray]:
+def _iter_container(path: Path, start: int, stop: int | None) -> Iterator[tuple[float, np.ndarray]]:
     if stop == start:
         return
     with _open_video(path) as container:
@@ -309,7 +318,8 @@ def _iter_container(path: Path, start: int, stop: int | None) -> Iterator[np.nda
             for packet in container.demux(stream):
                 for frame in packet.decode():
                     if index >= start:
-                        yield _to_rgb(frame)
+                        time = frame.time if frame.time is not None else float(index / _stream_fps(path, stream))
+                        yield time, _to_rgb(frame)
                     index += 1
                     if stop is not None and index >= stop:
                         return
