@@ -155,7 +155,7 @@ def _class_names(entries: Sequence[_Entry], given: Sequence[str] | None) -> list
 def _label_index(label, class_names: list[str]) -> int:
     if label is None:
         return 0
-    if isinstance(label, int) or str(label).lstrip("-").isdigit() and str(label) not in class_names:
+    if isinstance(label, int) or (str(label).lstrip("-").isdigit() and str(label) not in class_names):
         index = int(label)
         if not 0 <= index < max(1, len(class_names)):
             raise InputError(f"label {index} is out of range for {len(class_names)} classes")
