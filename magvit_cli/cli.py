@@ -39,10 +39,10 @@ stderr = Console(stderr=True)
 # Options shared by the task commands.
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (.mp4 .mkv .mov .webm .gif) or a folder for PNG frames. Default: derived from the input, e.g. clip.predict.mp4.")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model folder or Hub repo id (owner/name[@revision]). Default: the bundled model.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N.")]
-SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed; the same seed gives the same output on the same device.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N. Under torchrun, auto is each rank's own GPU.")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed; the same seed gives the same output on the same device (default: a random one, reported in --json).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or notices; errors only.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON result on stdout (a run report for several inputs).")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
 StepsOpt = Annotated[int, typer.Option("--steps", help="Decoding steps (the paper uses 12).")]
 ScheduleOpt = Annotated[str, typer.Option("--schedule", help="Mask schedule: cosine, uniform, exp, log or powX (e.g. pow2).")]
@@ -50,7 +50,17 @@ TemperatureOpt = Annotated[float, typer.Option("--temperature", help="Temperatur
 GuidanceOpt = Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale (0 = off, as in the paper).")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto (bf16 on CUDA and on CPUs with native bf16), float32 or bfloat16.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Run a task the model was not trained for.")]
-CompositeOpt = Annotated[bool, typer.Option("--composite/--no-composite", help="Paste the known input pixels back over the model output.")]
+CompositeOpt = Annotated[bool, typer.Option("--composite/--no-composite", help="Paste the result into the input at its resolution, replacing only what the task edits (default); --no-composite writes the raw model output at the model's size.")]
+InputsArg = Annotated[list[str], typer.Argument(help="Videos (or frame folders), folders of videos, or glob patterns such as 'clips/*.mp4'. Several inputs run as a batch.", show_default=False)]
+OutputDirOpt = Annotated[Optional[Path], typer.Option("--output-dir", help="Write every output into this folder (created if missing), named after its input. Outputs that exist are skipped unless --overwrite.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="In a batch, replace outputs that exist instead of skipping them.")]
+BatchOpt = Annotated[Optional[int], typer.Option("--batch", help="Model windows per call (default: as many as fit, up to 4 on CPU and 8 on CUDA). On a CUDA out-of-memory error the run retries once with half.")]
+StartOpt = Annotated[Optional[float], typer.Option("--start", help="Edit only from this time (seconds); the audio is cut to match.")]
+EndOpt = Annotated[Optional[float], typer.Option("--end", help="Edit only up to this time (seconds).")]
+PreviewOpt = Annotated[bool, typer.Option("--preview", help="Also write OUTPUT.preview.mp4: input | mask | output side by side.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan (processing size, padding, windows, token grid, estimated time and peak memory on the device) and exit.")]
+WindowOpt = Annotated[Optional[int], typer.Option("--window", help="Input frames per model window (default: the model's clip length; more or fewer are resampled in time to it).")]
+OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Frames consecutive windows share and cross-fade (default: one token's worth, 4 frames; at most half the window).")]
 
 
 class Run:
@@ -68,13 +78,16 @@ class Run:
             stderr.print(message, style="dim", highlight=False, markup=False, soft_wrap=True)
 
     def load(self, model: str | None, device: str, force: bool = False):
-        from .checkpoint import load_model
+        from .batch import model_revision
+        from .checkpoint import load_model, resolve_model
 
         dev = resolve_device(device)
         with self.status("loading model"):
-            m = load_model(model, device=dev)
+            folder = resolve_model(model)
+            m = load_model(folder, device=dev)
+        m.source = str(model) if model else "default"
         m.force = force
-        self.result.update(model=m.source, device=str(dev))
+        self.result.update(model=m.source, model_revision=model_revision(folder, model), device=str(dev))
         return m
 
     @contextmanager
@@ -87,14 +100,14 @@ class Run:
 
     @contextmanager
     def progress(self, description: str, total: int):
-        """A Rich progress bar; yields a callback `advance()`."""
+        """A Rich progress bar; yields a callback `advance(n=1)`."""
         if self.quiet:
-            yield lambda *_: None
+            yield lambda n=1: None
             return
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=stderr, transient=True) as bar:
             task = bar.add_task(description, total=total)
-            yield lambda *_: bar.advance(task)
+            yield lambda n=1: bar.advance(task, n)
 
     def finish(self, **result) -> None:
         self.result.update(result)
@@ -131,10 +144,12 @@ def resolve_device(name: str):
 
 
 def decode_options(steps, schedule, temperature, guidance, seed, dtype):
+    import random
+
     from .model import DecodeOptions
 
-    options = DecodeOptions(steps=steps, schedule=schedule, choice_temperature=temperature,
-                            guidance=guidance, seed=seed, dtype=dtype)
+    options = DecodeOptions(steps=steps, schedule=schedule, choice_temperature=temperature, guidance=guidance,
+                            seed=seed if seed is not None else random.SystemRandom().randrange(2 ** 31), dtype=dtype)
     options.check()
     return options
 
@@ -182,6 +197,159 @@ def step_callback(advance):
     return lambda step, steps: advance()
 
 
+def preview_path(output: Path) -> Path:
+    """clip.inpaint.mp4 -> clip.inpaint.preview.mp4 (frame folders: out -> out.preview.mp4)."""
+    stem = output.stem if output.suffix else output.name
+    return output.with_name(f"{stem}.preview.mp4")
+
+
+class Edit:
+    """One task command over one or many inputs: the plan, the run, the batch report.
+
+    `make_job(config, source, edit)` builds the job for one input (editing.*Job);
+    `settings` are the command's own options, reported with the resolved ones."""
+
+    def __init__(self, run: Run, task: str, make_job, settings: dict, options, edit, *, output: Path | None,
+                 output_dir: Path | None, overwrite: bool, preview: bool, dry_run: bool):
+        self.run, self.task, self.make_job, self.settings = run, task, make_job, settings
+        self.options, self.edit = options, edit
+        self.output, self.output_dir, self.overwrite = output, output_dir, overwrite
+        self.preview, self.dry_run = preview, dry_run
+
+    def __call__(self, inputs: list[str], model: str | None, device: str, force: bool) -> None:
+        from . import batch
+
+        paths, expanded = batch.expand_inputs(inputs)
+        ranks = batch.Ranks.from_env()
+        many = expanded or self.output_dir is not None or ranks.distributed
+        if many and self.output is not None:
+            raise UsageError("-o/--output names a single output", hint="use --output-dir with several inputs")
+        if not many:
+            out = output_path(self.output, paths[0], self.task)
+            self.model = self.run.load(model, device, force)
+            result = self.process(paths[0], out)
+            self.run.result["input"] = str(paths[0])
+            if self.dry_run:
+                self.print_plan(result)
+                return
+            self.run.finish(**result)
+            return
+        self.batch(paths, ranks, model, device, force)
+
+    def process(self, source_path: Path, out: Path) -> dict:
+        """Plan or run one input; returns its result (with `notices`)."""
+        from dataclasses import replace
+
+        from . import planning
+        from .editing import Source
+
+        m = self.model
+        edit = replace(self.edit, preview=preview_path(out) if self.preview else None, batch=1)
+        job = self.make_job(m.config, Source(source_path, edit.start, edit.end), edit)
+        guidance = self.options.guidance > 0
+        batch = self.edit.batch or planning.auto_batch(job, m.config, m.device, guidance)
+        if batch < 1:
+            raise UsageError(f"--batch must be >= 1, got {batch}")
+        job.edit = replace(edit, batch=batch)
+        need = planning.estimate_memory(job, m.config, batch, m.device, guidance)
+        settings = {**self.settings, "task": job.task, "batch": batch, "seed": self.options.seed,
+                    "steps": self.options.steps, "schedule": self.options.schedule,
+                    "temperature": self.options.choice_temperature, "guidance": self.options.guidance,
+                    "dtype": self.options.dtype, "composite": edit.composite, "start": edit.start, "end": edit.end,
+                    **({"window": job.window, "overlap": job.overlap} if hasattr(job, "window") else {})}
+        if self.dry_run:
+            speed = planning.measure_speed(m, batch, self.options)
+            per_frame = planning.measure_frame_io(job.source.size, planning.canvas_of(job), m.config.resolution)
+            plan = job.plan()
+            calls = plan["model_calls"]
+            frames = plan["output"]["frames"]
+            plan["estimate"] = {
+                "device": str(m.device), "seconds": round(calls * speed["seconds_per_call"] + frames * per_frame, 1),
+                "seconds_per_model_call": round(speed["seconds_per_call"], 3),
+                "peak_memory_mb": round(need["peak_host"] / 2 ** 20),
+                **({"peak_device_memory_mb": round(max(need["peak_device"], speed.get("device_peak", 0)) / 2 ** 20)}
+                   if m.device.type == "cuda" else {}),
+            }
+            plan["output"]["path"] = str(out)
+            return {"plan": plan, "settings": settings}
+        planning.check_fits(need, m.device)
+        with self.run.progress(f"{self.task} {source_path.name}", job.total_steps(self.options)) as advance:
+            result = job.run(m, out, self.options, advance)
+        result["task"] = job.task
+        result["settings"] = settings
+        result["seed"] = self.options.seed
+        notes = result.pop("notes", [])
+        if notes:
+            result["notices"] = notes
+        for note in notes:
+            self.run.note(f"note: {note}")
+        return result
+
+    def print_plan(self, result: dict) -> None:
+        if self.run.as_json:
+            print(json.dumps({**self.run.result, "status": "plan", **result}, default=str))
+            return
+        for key, value in result["plan"].items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}={v}" for k, v in value.items())
+            print(f"{key:22} {value}")
+
+    def batch(self, paths: list[Path], ranks, model: str | None, device: str, force: bool) -> None:
+        from . import batch
+
+        if self.output_dir is not None:
+            try:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"cannot create --output-dir {self.output_dir}: {e.strerror or e}") from None
+        self.model = self.run.load(model, ranks.device(device), force)
+        ranks.start(self.model.device)
+        jobs = [(i, p, batch.output_for(p, self.task, self.output_dir)) for i, p in enumerate(paths)]
+        mine = ranks.shard(jobs)
+
+        def on_start(index: int, source: Path) -> None:
+            self.run.note(f"[{index + 1}/{len(paths)}] {self.task} {source}")
+
+        def process(source: Path, out: Path) -> dict:
+            result = self.process(source, out)
+            if self.dry_run and not self.run.as_json:
+                print(f"# {source}")
+                self.print_plan(result)
+            return result
+
+        results = batch.run_files(mine, process, self.overwrite or self.dry_run, self.model.device, on_start)
+        for r in results:
+            if r["status"] == "failed":
+                self.run.note(f"failed: {r['input']}: {r['error']}")
+        merged = ranks.gather(results)
+        code = 0
+        if merged is not None:
+            counts, code = batch.summary(merged)
+            report = {**self.run.result, **counts, "task": self.task, "world_size": ranks.world_size,
+                      "seed": self.options.seed, "files": merged,
+                      "seconds": round(time.perf_counter() - self.run.started, 3)}
+            for entry in merged:
+                entry.setdefault("model", self.run.result.get("model"))
+                entry.setdefault("model_revision", self.run.result.get("model_revision"))
+                entry.setdefault("seed", self.options.seed)
+            if self.run.as_json:
+                print(json.dumps(report, default=str), flush=True)
+            elif not self.run.quiet:
+                stderr.print(f"{counts['ok']} done, {counts['skipped']} skipped, {counts['failed']} failed "
+                             f"of {len(merged)}", highlight=False)
+        code = ranks.agree(code)
+        if code:
+            raise typer.Exit(code)
+
+
+def edit_options(window=None, overlap=None, batch_size=None, composite=True, start=None, end=None):
+    from .editing import EditOptions
+
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"--batch must be >= 1, got {batch_size}")
+    return EditOptions(window=window, overlap=overlap, batch=batch_size, composite=composite, start=start, end=end)
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -194,176 +362,191 @@ def info(
     debug: DebugOpt = False,
 ):
     """Show a video's metadata and how it would be cut into model windows."""
-    import math
-
     from . import video as vio
     from .checkpoint import read_config, resolve_model
+    from .editing import window_starts
+    from .geometry import cell_size
 
     run = Run(quiet, as_json, debug)
     meta = vio.probe(video)
     config = read_config(resolve_model(model))
     T = config.num_frames
-    windows = max(1, math.ceil(meta.num_frames / T))
     t, h, w = config.latent_shape
+    overlap = cell_size((T, *config.resolution), config.latent_shape)[0]
+    windows = len(window_starts(meta.num_frames, T, overlap))
     plan = {
         "model_clip": f"{T}x{config.resolution[0]}x{config.resolution[1]}",
         "windows": windows,
+        "overlap": overlap,
         "tokens_per_window": f"{t}x{h}x{w}",
     }
-    data = {
-        "path": str(meta.path), "container": meta.container, "codec": meta.codec,
-        "width": meta.width, "height": meta.height, "frames": meta.num_frames,
-        "fps": str(meta.fps), "fps_float": float(meta.fps), "duration": meta.duration,
-        "rotation": meta.rotation, "pix_fmt": meta.pix_fmt, "audio": meta.has_audio,
-        "audio_codec": meta.audio_codec, "plan": plan,
-    }
+    data = {**meta.to_dict(), "plan": plan}
     if as_json:
         print(json.dumps(data))
         return
-    for key in ("path", "container", "codec", "width", "height", "frames", "fps", "duration",
-                "rotation", "pix_fmt", "audio", "audio_codec"):
-        value = data[key]
+    for key in ("path", "container", "codec", "width", "height", "frames", "fps", "duration", "rotation",
+                "pix_fmt", "bit_depth", "variable_frame_rate", "frames_counted", "audio", "audio_codec"):
+        value = data.get({"frames": "num_frames", "audio": "has_audio"}.get(key, key))
         if key == "fps":
             value = f"{meta.fps} ({float(meta.fps):.3f})"
         elif key == "duration":
             value = f"{meta.duration:.3f} s"
-        print(f"{key:12} {value}")
-    print(f"{'windows':12} {windows} model window(s) of {T} frames at "
+        print(f"{key:20} {value}")
+    print(f"{'windows':20} {windows} model window(s) of {T} frames (overlap {overlap}) at "
           f"{config.resolution[1]}x{config.resolution[0]}, {t}x{h}x{w} tokens each")
 
 
 @app.command()
 def predict(
-    video: Annotated[Path, typer.Argument(help="The clip to continue.")],
-    frames: Annotated[Optional[int], typer.Option("--frames", "-n", help="Number of new frames (default: one model window's worth).")] = None,
+    inputs: InputsArg,
+    frames: Annotated[Optional[int], typer.Option("--frames", "-n", help="Number of new frames (default: one model window's worth). Windows are chained: each conditions on the last frames made so far.")] = None,
     cond_frames: Annotated[int, typer.Option("--cond-frames", help="Condition frames taken from the end of the clip (the paper uses 1).")] = 1,
     class_: Annotated[Optional[str], typer.Option("--class", help="Class id or name: class-conditional frame prediction (CFP).")] = None,
-    output: OutputOpt = None, model: ModelOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
+    output: OutputOpt = None, output_dir: OutputDirOpt = None, overwrite: OverwriteOpt = False,
+    model: ModelOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
     steps: StepsOpt = 12, schedule: ScheduleOpt = "cosine", temperature: TemperatureOpt = 4.5,
     guidance: GuidanceOpt = 0.0, dtype: DtypeOpt = "auto", force: ForceOpt = False,
-    quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
+    composite: CompositeOpt = True, start: StartOpt = None, end: EndOpt = None, preview: PreviewOpt = False,
+    dry_run: DryRunOpt = False, quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
 ):
-    """Frame prediction (FP, or CFP with --class): continue a clip."""
-    import torch
+    """Frame prediction (FP, or CFP with --class): continue a clip. The output is the input,
+    untouched, followed by the new frames at the input's size and frame rate (the audio is
+    kept for the input's part). --no-composite writes only the new frames at the model's size."""
+    from .editing import PredictJob
 
     run = Run(quiet, as_json, debug)
     options = decode_options(steps, schedule, temperature, guidance, seed, dtype)
     if frames is not None and frames < 1:
         raise UsageError(f"--frames must be >= 1, got {frames}")
-    out_path = output_path(output, video, "predict")
-    clip, meta = read_input(video, run)
-    m = run.load(model, device, force)
-    T = m.config.num_frames
-    per_window = T - cond_frames
-    total = (frames or per_window)
-    windows = -(-total // max(per_window, 1))
-    with run.progress("predicting", windows * options.steps) as advance:
-        new = m.predict(clip, frames=frames, cond_frames=cond_frames, label=class_, options=options,
-                        on_step=step_callback(advance))
-    report_notices(run, m)
-    result = torch.cat([m._fit(clip).cpu(), new.cpu()], dim=2)
-    write_output(run, result, out_path, meta.fps, audio_from=video if meta.has_audio else None)
-    run.finish(task="frame_prediction_c" if class_ is not None else "frame_prediction",
-               new_frames=int(new.shape[2]), seed=seed)
+    edit = edit_options(composite=composite, start=start, end=end)
+    settings = {"frames": frames, "cond_frames": cond_frames, "class": class_}
+    Edit(run, "predict", lambda config, source, e: PredictJob(config, source, e, frames, cond_frames, class_),
+         settings, options, edit, output=output, output_dir=output_dir, overwrite=overwrite, preview=preview,
+         dry_run=dry_run)(inputs, model, device, force)
 
 
 @app.command()
 def interpolate(
-    video: Annotated[Path, typer.Argument(help="The clip whose frame rate to raise.")],
-    factor: Annotated[int, typer.Option("--factor", help="Frame-rate multiplier: each gap between two frames gets factor-1 new frames. The model fills 14 frames between two keyframes; factors that divide 15 (3, 5, 15) hit them exactly, others take the nearest.")] = 2,
-    output: OutputOpt = None, model: ModelOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
+    inputs: InputsArg,
+    factor: Annotated[Optional[int], typer.Option("--factor", help="Frame-rate multiplier (default 2): each gap between two frames gets factor-1 new frames. The model makes 14 frames between two; factors that divide 15 (3, 5, 15) hit them exactly, others take the nearest.")] = None,
+    fps: Annotated[Optional[str], typer.Option("--fps", help="Target frame rate instead of --factor, e.g. 60 or 30000/1001: output frames that fall on an input frame keep it, the others are made.")] = None,
+    output: OutputOpt = None, output_dir: OutputDirOpt = None, overwrite: OverwriteOpt = False,
+    model: ModelOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
     steps: StepsOpt = 12, schedule: ScheduleOpt = "cosine", temperature: TemperatureOpt = 4.5,
     guidance: GuidanceOpt = 0.0, dtype: DtypeOpt = "auto", force: ForceOpt = False,
-    composite: CompositeOpt = True,
+    composite: CompositeOpt = True, batch_size: BatchOpt = None, start: StartOpt = None, end: EndOpt = None,
+    preview: PreviewOpt = False, dry_run: DryRunOpt = False,
     quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
 ):
-    """Frame interpolation (FI): fill new frames between every pair of frames."""
-    import torch
+    """Frame interpolation (FI): raise the frame rate. Every pair of consecutive frames is one
+    model window; the input frames stay as they are and the new ones go in between, at the
+    input's size; the audio is kept in time."""
+    from .editing import InterpolateJob
 
     run = Run(quiet, as_json, debug)
     options = decode_options(steps, schedule, temperature, guidance, seed, dtype)
-    if factor < 2:
+    if factor is not None and factor < 2:
         raise UsageError(f"--factor must be at least 2, got {factor}")
-    out_path = output_path(output, video, "interpolate")
-    clip, meta = read_input(video, run)
-    if clip.shape[2] < 2:
-        raise InputError(f"{video} has a single frame: interpolation needs at least two")
-    m = run.load(model, device, force)
-    T = m.config.num_frames
-    if factor > T - 1:
-        raise UsageError(f"--factor must be at most {T - 1} with this model ({T - 2} frames fit between two keyframes)")
-    clip = m._fit(clip).cpu()
-    # positions of the kept in-between frames inside one model window
-    picks = [round(j * (T - 1) / factor) for j in range(1, factor)]
-    pairs = clip.shape[2] - 1
-    pieces = []
-    with run.progress("interpolating", pairs * options.steps) as advance:
-        for i in range(pairs):
-            window = m.interpolate(clip[:, :, i], clip[:, :, i + 1], options=options,
-                                   on_step=step_callback(advance)).cpu().clone()
-            if composite:
-                window[:, :, 0], window[:, :, -1] = clip[:, :, i], clip[:, :, i + 1]
-            pieces += [clip[:, :, i:i + 1], window[:, :, picks]]
-    pieces.append(clip[:, :, -1:])
-    report_notices(run, m)
-    result = torch.cat(pieces, dim=2)
-    fps = meta.fps * factor
-    write_output(run, result, out_path, fps, audio_from=video if meta.has_audio else None)
-    run.finish(task="frame_interpolation", factor=factor, seed=seed)
+    edit = edit_options(batch_size=batch_size, composite=composite, start=start, end=end)
+    settings = {"factor": factor, "fps": fps}
+    Edit(run, "interpolate", lambda config, source, e: InterpolateJob(config, source, e, factor, fps),
+         settings, options, edit, output=output, output_dir=output_dir, overwrite=overwrite, preview=preview,
+         dry_run=dry_run)(inputs, model, device, force)
 
 
 @app.command()
 def outpaint(
-    video: Annotated[Path, typer.Argument(help="The clip to extend.")],
-    direction: Annotated[str, typer.Option("--direction", "-d", help="all (OPC: grow every side), horizontal (OPV: left and right), vertical (OPH: top and bottom), left/right (OPV, keeping the input and the new margin on that side), up/down (OPH likewise), dynamic (OPD: a moving known strip).")] = "all",
-    output: OutputOpt = None, model: ModelOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
+    inputs: InputsArg,
+    direction: Annotated[str, typer.Option("--direction", "-d", help="all (OPC: grow every side), horizontal (OPV: left and right), vertical (OPH: top and bottom), left/right/up/down (grow that side only), dynamic (OPD: the input slides from the left edge to the right across the video).")] = "all",
+    amount: Annotated[Optional[str], typer.Option("--amount", help="How much each grown side grows: pixels (120) or percent of the input (25%). Default 50%, the paper's geometry (the input fills the central half).")] = None,
+    output: OutputOpt = None, output_dir: OutputDirOpt = None, overwrite: OverwriteOpt = False,
+    model: ModelOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
     steps: StepsOpt = 12, schedule: ScheduleOpt = "cosine", temperature: TemperatureOpt = 4.5,
     guidance: GuidanceOpt = 0.0, dtype: DtypeOpt = "auto", force: ForceOpt = False,
-    quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
+    composite: CompositeOpt = True, window: WindowOpt = None, overlap: OverlapOpt = None,
+    batch_size: BatchOpt = None, start: StartOpt = None, end: EndOpt = None, preview: PreviewOpt = False,
+    dry_run: DryRunOpt = False, quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
 ):
-    """Outpainting (OPC, OPV, OPH, OPD): extend the canvas."""
-    from .model import OUTPAINT_TASK
+    """Outpainting (OPC, OPV, OPH, OPD): extend the canvas. The model sees the whole grown
+    canvas (letterboxed to its aspect); its margins are pasted around the untouched input at
+    the input's resolution, with a feathered seam of one token cell."""
+    from .editing import OutpaintJob
 
     run = Run(quiet, as_json, debug)
     options = decode_options(steps, schedule, temperature, guidance, seed, dtype)
-    if direction not in OUTPAINT_TASK:
-        raise UsageError(f"unknown --direction {direction!r}", hint=f"use one of {', '.join(OUTPAINT_TASK)}")
-    out_path = output_path(output, video, "outpaint")
-    clip, meta = read_input(video, run)
-    m = run.load(model, device, force)
-    windows = -(-clip.shape[2] // m.config.num_frames)
-    with run.progress("outpainting", windows * options.steps) as advance:
-        result = m.outpaint(clip, direction, options=options, on_step=step_callback(advance))
-    report_notices(run, m)
-    write_output(run, result.cpu(), out_path, meta.fps, audio_from=video if meta.has_audio else None)
-    run.finish(task=OUTPAINT_TASK[direction], direction=direction, seed=seed)
+    edit = edit_options(window, overlap, batch_size, composite, start, end)
+    settings = {"direction": direction, "amount": amount or "50%"}
+    Edit(run, "outpaint", lambda config, source, e: OutpaintJob(config, source, e, direction, amount),
+         settings, options, edit, output=output, output_dir=output_dir, overwrite=overwrite, preview=preview,
+         dry_run=dry_run)(inputs, model, device, force)
 
 
 @app.command()
 def inpaint(
-    video: Annotated[Path, typer.Argument(help="The clip with a region to fill.")],
-    mask: Annotated[str, typer.Option("--mask", help="box (IPC: a central hole of half the width and height) or dynamic-box (IPD: the hole moves left to right).")] = "box",
-    output: OutputOpt = None, model: ModelOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
+    inputs: InputsArg,
+    mask: Annotated[str, typer.Option("--mask", help="What to fill: box (IPC: the central half of the frame), dynamic-box (IPD: that box moving left to right over the video), x,y,w,h (pixels, fractions like 0.25,0.25,0.5,0.5, or percent), keyframed boxes x,y,w,h@t0-t1;x,y,w,h@t2-t3 (frames, or seconds like 1.5s; the box moves linearly between keyframes), a PNG mask (white = fill), a folder of PNG masks or a mask video (one per frame).")] = "box",
+    dilate: Annotated[int, typer.Option("--dilate", help="Grow the mask by this many pixels on every side.")] = 0,
+    show_mask: Annotated[bool, typer.Option("--show-mask", help="Print the mask as the model will fill it (snapped to the token grid, per window) and exit.")] = False,
+    output: OutputOpt = None, output_dir: OutputDirOpt = None, overwrite: OverwriteOpt = False,
+    model: ModelOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
     steps: StepsOpt = 12, schedule: ScheduleOpt = "cosine", temperature: TemperatureOpt = 4.5,
     guidance: GuidanceOpt = 0.0, dtype: DtypeOpt = "auto", force: ForceOpt = False,
-    quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
+    composite: CompositeOpt = True, window: WindowOpt = None, overlap: OverlapOpt = None,
+    batch_size: BatchOpt = None, start: StartOpt = None, end: EndOpt = None, preview: PreviewOpt = False,
+    dry_run: DryRunOpt = False, quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
 ):
-    """Inpainting (IPC, IPD): fill a hole in every frame."""
-    from .model import INPAINT_TASK
+    """Inpainting (IPC, IPD, or any mask): fill a region. Each window is seen around the hole
+    (twice its size), the hole is snapped to the token grid (a cell is filled when any of its
+    pixels is masked) and pasted back at the input's resolution with a feathered band of one
+    cell; every other pixel stays the input's."""
+    from .editing import InpaintJob
+    from .masks import parse_mask
 
     run = Run(quiet, as_json, debug)
     options = decode_options(steps, schedule, temperature, guidance, seed, dtype)
-    if mask not in INPAINT_TASK:
-        raise UsageError(f"unknown --mask {mask!r}", hint=f"use one of {', '.join(INPAINT_TASK)}")
-    out_path = output_path(output, video, "inpaint")
-    clip, meta = read_input(video, run)
-    m = run.load(model, device, force)
-    windows = -(-clip.shape[2] // m.config.num_frames)
-    with run.progress("inpainting", windows * options.steps) as advance:
-        result = m.inpaint(clip, mask, options=options, on_step=step_callback(advance))
-    report_notices(run, m)
-    write_output(run, result.cpu(), out_path, meta.fps, audio_from=video if meta.has_audio else None)
-    run.finish(task=INPAINT_TASK[mask], mask=mask, seed=seed)
+    edit = edit_options(window, overlap, batch_size, composite, start, end)
+
+    def make_job(config, source, e):
+        parsed = parse_mask(mask, source.size, source.first + source.num_frames, source.fps, dilate)
+        return InpaintJob(config, source, e, parsed)
+
+    if show_mask:
+        show_snapped_mask(run, inputs, model, make_job, edit)
+        return
+    settings = {"mask": mask, "dilate": dilate}
+    Edit(run, "inpaint", make_job, settings, options, edit, output=output, output_dir=output_dir,
+         overwrite=overwrite, preview=preview, dry_run=dry_run)(inputs, model, device, force)
+
+
+def show_snapped_mask(run: Run, inputs: list[str], model: str | None, make_job, edit) -> None:
+    """--show-mask: the snapped hole per window, from the model's config alone (no weights)."""
+    from . import batch
+    from .checkpoint import read_config, resolve_model
+    from .editing import Source
+
+    config = read_config(resolve_model(model))
+    edit.batch = 1
+    reports = []
+    for path in batch.expand_inputs(inputs)[0]:
+        job = make_job(config, Source(path, edit.start, edit.end), edit)
+        plan = job.plan()
+        reports.append({"input": str(path), "mask": plan["mask"], "token_grid": plan["token_grid"],
+                        "cell_source_px": plan["cell_source_px"], "windows": job.snapped_regions()})
+    if run.as_json:
+        print(json.dumps(reports[0] if len(reports) == 1 else {"files": reports}))
+        return
+    for report in reports:
+        print(f"{report['input']}: mask {report['mask']['spec']} ({report['mask']['kind']}), token grid "
+              f"{report['token_grid']}, one cell = {report['cell_source_px']['frames']} frames x "
+              f"{report['cell_source_px']['width']}x{report['cell_source_px']['height']} px of the first view")
+        for w in report["windows"]:
+            view = w["view"]
+            line = (f"  frames {w['frames'][0]}-{w['frames'][1]}: view {view['width']:g}x{view['height']:g} at "
+                    f"({view['x']:g}, {view['y']:g}), {w['hole_cells']}/{w['of_cells']} cells")
+            if "hole_box" in w:
+                x, y, bw, bh = w["hole_box"]
+                line += f", hole x={x} y={y} {bw}x{bh} px, frames {w['hole_frames'][0]}-{w['hole_frames'][1]}"
+            print(line)
 
 
 @app.command()
@@ -393,7 +576,7 @@ def generate(
     names = m.config.class_names
     run.finish(task="full_generation", class_id=class_id, class_name=names[class_id] if names else None,
                outputs=[str(p) for p in paths], output=str(paths[0]) if count == 1 else str(paths[0].parent),
-               seed=seed)
+               seed=options.seed)
 
 
 @app.command()

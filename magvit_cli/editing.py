@@ -50,7 +50,7 @@ class EditOptions:
 
     window: int | None = None  # source frames per model window (default: the model's clip length)
     overlap: int | None = None  # frames shared by consecutive windows (default: one latent frame)
-    batch: int = 1  # windows per model call
+    batch: int = 1  # windows (or frame pairs) per model call
     composite: bool = True  # False: the raw model output at the model's size
     start: float | None = None  # seconds: edit only this part of the video
     end: float | None = None
@@ -255,6 +255,20 @@ def _time_matrix(n_out: int, n_in: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------- whole-clip tasks
 
 
+def window_starts(total: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    """(start, length) of every window over `total` frames: full windows every
+    `window - overlap` frames, then a shorter last one if frames are left that no full
+    window covers."""
+    if total <= window:
+        return [(0, total)]
+    stride = window - overlap
+    windows = [(s, window) for s in range(0, total - window + 1, stride)]
+    if windows[-1][0] + window < total:
+        start = windows[-1][0] + stride
+        windows.append((start, total - start))
+    return windows
+
+
 @dataclass
 class Window:
     start: int  # first frame (index within the segment)
@@ -327,19 +341,14 @@ class ClipJob(ABC):
     # -- the schedule
 
     def starts(self, total: int) -> list[tuple[int, int]]:
-        """(start, length) of every window over `total` frames: full windows every `stride`
-        frames, then a shorter last one if frames are left that no full window covers."""
-        if total <= self.window:
-            return [(0, total)]
-        windows = [(s, self.window) for s in range(0, total - self.window + 1, self.stride)]
-        last = windows[-1][0] + self.window
-        if last < total:
-            start = windows[-1][0] + self.stride
-            windows.append((start, total - start))
-        return windows
+        return window_starts(total, self.window, self.overlap)
+
+    @property
+    def model_windows(self) -> int:
+        return len(self.starts(self.source.num_frames))
 
     def total_steps(self, options: DecodeOptions) -> int:
-        return len(self.starts(self.source.num_frames)) * options.steps
+        return self.model_windows * options.steps
 
     # -- geometry of a window (no pixels needed: --show-mask and --dry-run use it too)
 
@@ -772,6 +781,10 @@ class PredictJob:
         self.view = geo.letterbox(source.size, config.resolution)
         self.windows = math.ceil(self.frames / self.per_window)
 
+    @property
+    def model_windows(self) -> int:
+        return self.windows
+
     def total_steps(self, options: DecodeOptions) -> int:
         return self.windows * options.steps
 
@@ -878,6 +891,10 @@ class InterpolateJob:
 
     def needs_model(self, items: list[tuple[str, int]]) -> bool:
         return not self.edit.composite or any(kind == "model" for kind, _ in items)
+
+    @property
+    def model_windows(self) -> int:
+        return self.model_pairs
 
     def total_steps(self, options: DecodeOptions) -> int:
         return self.model_pairs * options.steps
