@@ -380,13 +380,13 @@ def info(
         "overlap": overlap,
         "tokens_per_window": f"{t}x{h}x{w}",
     }
-    data = {**meta.to_dict(), "plan": plan}
+    data = {**meta.to_dict(), "frames": meta.num_frames, "fps": str(meta.fps), "audio": meta.has_audio, "plan": plan}
     if as_json:
         print(json.dumps(data))
         return
     for key in ("path", "container", "codec", "width", "height", "frames", "fps", "duration", "rotation",
                 "pix_fmt", "bit_depth", "variable_frame_rate", "frames_counted", "audio", "audio_codec"):
-        value = data.get({"frames": "num_frames", "audio": "has_audio"}.get(key, key))
+        value = data[key]
         if key == "fps":
             value = f"{meta.fps} ({float(meta.fps):.3f})"
         elif key == "duration":

@@ -40,28 +40,32 @@ def test_help_lists_every_task_command(capsys):
 
 
 @pytest.mark.parametrize("args, expect", [
-    (["predict", "--frames", "5"], dict(frames=20 + 5, size=(32, 32))),
-    (["predict", "--frames", "20", "--class", "class_1"], dict(frames=20 + 20, size=(32, 32))),
-    (["interpolate", "--factor", "3"], dict(frames=19 * 3 + 1, size=(32, 32), fps=Fraction(36))),
-    (["outpaint", "--direction", "all"], dict(frames=20, size=(32, 32))),
-    (["outpaint", "--direction", "horizontal"], dict(frames=20, size=(32, 32))),
-    (["outpaint", "--direction", "vertical"], dict(frames=20, size=(32, 32))),
-    (["outpaint", "--direction", "right"], dict(frames=20, size=(32, 24))),
-    (["outpaint", "--direction", "up"], dict(frames=20, size=(24, 32))),
-    (["outpaint", "--direction", "dynamic"], dict(frames=20, size=(32, 32))),
-    (["inpaint", "--mask", "box"], dict(frames=20, size=(32, 32))),
-    (["inpaint", "--mask", "dynamic-box"], dict(frames=20, size=(32, 32))),
+    (["predict", "--frames", "5"], dict(frames=20 + 5)),
+    (["predict", "--frames", "20", "--class", "class_1"], dict(frames=20 + 20)),
+    (["interpolate", "--factor", "3"], dict(frames=19 * 3 + 1, fps=Fraction(36))),
+    (["interpolate", "--fps", "30"], dict(frames=48, fps=Fraction(30))),  # 19 * 30/12 + 1, rounded down
+    (["outpaint", "--direction", "all"], dict(frames=20, size=(80, 96))),  # 50% more on every side
+    (["outpaint", "--direction", "horizontal"], dict(frames=20, size=(40, 96))),
+    (["outpaint", "--direction", "vertical"], dict(frames=20, size=(80, 48))),
+    (["outpaint", "--direction", "right"], dict(frames=20, size=(40, 72))),
+    (["outpaint", "--direction", "up", "--amount", "10"], dict(frames=20, size=(50, 48))),
+    (["outpaint", "--direction", "dynamic"], dict(frames=20, size=(40, 96))),
+    (["inpaint", "--mask", "box"], dict(frames=20)),
+    (["inpaint", "--mask", "dynamic-box"], dict(frames=20)),
+    (["inpaint", "--mask", "box", "--no-composite"], dict(frames=20, size=(32, 32))),  # raw, the model's size
 ])
 def test_tasks_write_valid_videos(clip, tiny_model_dir, tmp_path, capsys, args, expect):
+    """Outputs keep the input's size (48x40) and rate unless the task changes them."""
     out_path = tmp_path / "out.mp4"
     code, out, err = run([args[0], clip, *args[1:], "--model", tiny_model_dir, "-o", out_path, "--seed", "1",
-                          "--steps", "4", "--json"], capsys)
+                          "--steps", "2", "--json"], capsys)
     assert code == 0, err
     result = json.loads(out)
     assert result["status"] == "ok" and result["output"] == str(out_path)
+    assert result["seed"] == 1 and result["settings"]["steps"] == 2
     info = vio.probe(out_path)
-    assert info.num_frames == expect["frames"]
-    assert (info.height, info.width) == expect["size"]
+    assert info.num_frames == expect["frames"] == result["frames"]
+    assert (info.height, info.width) == expect.get("size", (40, 48))
     assert info.fps == expect.get("fps", Fraction(12))
 
 
@@ -106,7 +110,7 @@ def test_default_output_name_and_no_partial_file_on_interrupt(clip, tiny_model_d
     def interrupted(self, *args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Magvit, "inpaint", interrupted)
+    monkeypatch.setattr(Magvit, "run_task", interrupted)
     code, _, err = run(["inpaint", clip, "--model", tiny_model_dir], capsys)
     assert code == errors.EXIT_INTERRUPTED and "interrupted" in err
     assert sorted(p.name for p in clip.parent.iterdir()) == [clip.name]
@@ -124,6 +128,14 @@ def test_errors_map_to_exit_codes(clip, tiny_model_dir, tmp_path, capsys):
         (["predict", clip, "--model", tiny_model_dir, "--class", "99"], errors.EXIT_USAGE),
         (["predict", clip, "--no-such-option"], errors.EXIT_USAGE),
         (["outpaint", clip, "--model", tiny_model_dir, "--direction", "sideways"], errors.EXIT_USAGE),
+        (["outpaint", clip, "--model", tiny_model_dir, "--amount", "lots"], errors.EXIT_USAGE),
+        (["inpaint", clip, "--model", tiny_model_dir, "--mask", "1,2,3"], errors.EXIT_USAGE),
+        (["inpaint", clip, "--model", tiny_model_dir, "--mask", tmp_path / "nope.png"], errors.EXIT_INPUT),
+        (["inpaint", clip, "--model", tiny_model_dir, "--overlap", "12"], errors.EXIT_USAGE),
+        (["interpolate", clip, "--model", tiny_model_dir, "--fps", "6"], errors.EXIT_USAGE),
+        (["interpolate", clip, "--model", tiny_model_dir, "--factor", "2", "--fps", "30"], errors.EXIT_USAGE),
+        (["predict", clip, clip, "--model", tiny_model_dir, "-o", tmp_path / "x.mp4"], errors.EXIT_USAGE),
+        (["inpaint", clip, "--model", tiny_model_dir, "--start", "5"], errors.EXIT_USAGE),
         (["generate", "--class", "nope", "--model", tiny_model_dir], errors.EXIT_USAGE),
     ]
     if torch.cuda.is_available():
@@ -168,7 +180,9 @@ def test_info_reports_metadata_and_windows(clip, tiny_model_dir, capsys):
     assert code == 0, err
     data = json.loads(out)
     assert (data["frames"], data["width"], data["height"], data["fps"]) == (20, 48, 40, "12")
+    assert (data["variable_frame_rate"], data["bit_depth"]) == (False, 8)
     assert data["plan"]["windows"] == 2 and data["plan"]["tokens_per_window"] == "4x8x8"
+    assert data["plan"]["overlap"] == 4  # windows 0-15 and 12-19
 
 
 def test_reconstruct_writes_video_tokens_and_metrics(clip, tiny_model_dir, tmp_path, capsys):
