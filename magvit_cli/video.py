@@ -29,6 +29,10 @@ import torch
 from .errors import InputError, OutputError, UsageError
 
 FRAME_FOLDER_FPS = Fraction(24)  # frame folders carry no timing of their own
+FPS_RANGE = (Fraction(1, 100), Fraction(1000))  # what a frame rate given on the command line may be
+# What a file may carry and be written with: high-speed cameras go past 1000 fps, time-lapses
+# below 1/100; beyond these the rate is a broken header, not footage.
+STREAM_FPS_RANGE = (Fraction(1, 10_000), Fraction(1_000_000))
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 # Suffix -> (FFmpeg muxer, preferred video encoder).
@@ -131,17 +135,18 @@ def probe(path: str | Path, folder_fps: Fraction = FRAME_FOLDER_FPS) -> VideoInf
     )
 
 
-def as_fps(value: Fraction | int | float | str) -> Fraction:
+def as_fps(value: Fraction | int | float | str, bounds: tuple[Fraction, Fraction] = FPS_RANGE) -> Fraction:
     """An exact frame rate from a Fraction, number or string ("25", "29.97", "30000/1001").
 
     Decimal spellings of the NTSC rates (23.976, 29.97, 59.94, ...) become n*1000/1001.
     """
     try:
         fps = Fraction(value)
-    except (ValueError, ZeroDivisionError, TypeError):
+    except (ValueError, ZeroDivisionError, TypeError, OverflowError):
         raise UsageError(f"invalid frame rate {value!r}", "use a number like 25, 29.97 or 30000/1001") from None
-    if not Fraction(1, 100) <= fps <= 1000:
-        raise UsageError(f"frame rate {value} is out of range", "use a value between 0.01 and 1000")
+    low, high = bounds
+    if not low <= fps <= high:
+        raise UsageError(f"frame rate {value} is out of range", f"use a value between {float(low):g} and {float(high):g}")
     if fps.denominator == 1 or fps.denominator == 1001:
         return fps
     ntsc = Fraction(round(fps * Fraction(1001, 1000)) * 1000, 1001)
@@ -154,6 +159,10 @@ def _stream_fps(path: Path, stream) -> Fraction:
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     if not rate:
         raise InputError(f"{path}: the video stream has no frame rate", "re-encode it to a constant frame rate")
+    low, high = STREAM_FPS_RANGE
+    if not low <= rate <= high:
+        raise InputError(f"{path} claims an implausible frame rate of {float(rate):g} fps",
+                         "its header is probably damaged: re-encode it with an explicit rate")
     return Fraction(rate)
 
 
@@ -214,6 +223,10 @@ def _open_video(path: Path):
         container.close()
         raise InputError(f"{path} has no video stream")
     stream = container.streams.video[0]
+    if stream.codec_context is None:  # a codec id FFmpeg does not know (often a damaged header)
+        container.close()
+        raise InputError(f"{path}: the video stream's codec is unknown",
+                         "the file may be corrupt; re-encode it to H.264 or use another copy")
     try:
         av.Codec(stream.codec_context.name, "r")
     except (ValueError, av.FFmpegError):
@@ -312,11 +325,18 @@ def _iter_container(path: Path, start: int, stop: int | None) -> Iterator[tuple[
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         index = 0
+        size = None
         try:
             # demux() ends with an empty packet (dts None): decoding it flushes the frames
             # the decoder still holds, so no packet may be skipped for a missing dts.
             for packet in container.demux(stream):
                 for frame in packet.decode():
+                    if size is None:
+                        size = (frame.width, frame.height)
+                    elif (frame.width, frame.height) != size:
+                        raise InputError(f"{path}: frame {index} is {frame.width}x{frame.height} but earlier "
+                                         f"frames are {size[0]}x{size[1]}",
+                                         "the frame size changes mid-stream; re-encode it to one size")
                     if index >= start:
                         time = frame.time if frame.time is not None else float(index / _stream_fps(path, stream))
                         yield time, _to_rgb(frame)
@@ -474,7 +494,7 @@ class VideoWriter:
     ):
         self.is_folder = str(path).endswith(("/", os.sep)) or not Path(path).suffix
         self.path = Path(path)
-        self.fps = as_fps(fps)
+        self.fps = as_fps(fps, STREAM_FPS_RANGE)
         self.audio_from = Path(audio_from) if audio_from is not None else None
         self.audio_start = audio_start
         self.frames_written = 0
