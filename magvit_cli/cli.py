@@ -319,6 +319,7 @@ class Edit:
 
         results = batch.run_files(mine, process, self.overwrite or self.dry_run, self.model.device, on_start)
         for r in results:
+            r["rank"] = ranks.rank
             if r["status"] == "failed":
                 self.run.note(f"failed: {r['input']}: {r['error']}")
         merged = ranks.gather(results)

@@ -219,8 +219,8 @@ def expand_cells(cells: torch.Tensor, clip: tuple[int, int, int]) -> torch.Tenso
 
 
 def feather(region: torch.Tensor, radius: int) -> torch.Tensor:
-    """bool [N, H, W] -> float alpha: 1 on the region, falling linearly to 0 at 2*radius
-    pixels from it (a dilation by `radius`, then a box blur of width 2*radius + 1)."""
+    """bool [N, H, W] -> float alpha: 1 on the region, falling linearly to 0 over the
+    2*radius + 1 pixels around it (a dilation by `radius`, then a box blur of that width)."""
     if radius < 1:
         return region.float()
     x = region.float().unsqueeze(1)

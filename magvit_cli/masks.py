@@ -19,7 +19,6 @@ after frame (`Mask.at`), so a mask video streams like the video itself.
 from __future__ import annotations
 
 import math
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from fractions import Fraction
@@ -199,12 +198,8 @@ def dilate_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- box specs
 
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)%?"
-_BOX_START = re.compile(rf"^\s*{_NUMBER}\s*,")
-
-
 def _looks_like_boxes(text: str) -> bool:
-    return bool(_BOX_START.match(text)) and not Path(text).exists()
+    return "," in text and not Path(text).expanduser().exists()
 
 
 def _parse_boxes(text: str, size: tuple[int, int], num_frames: int, fps: Fraction, dilate: int) -> BoxMask:
