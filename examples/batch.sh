@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run one magvit task over every video in a folder.
 #
-#   examples/batch.sh [--keep-going] [-o OUT_DIR] [--model M] [--seed N] FOLDER [TASK [OPTIONS...]]
+#   examples/batch.sh [--keep-going] [--torchrun N] [-o OUT_DIR] [--model M] [--seed N] FOLDER [TASK [OPTIONS...]]
 #
 # TASK and its OPTIONS default to "predict --frames 8". Each run prints its --json result as
 # one line on stdout (so `> results.jsonl` collects them); progress goes to stderr. Outputs go
@@ -9,19 +9,27 @@
 # the batch with that run's exit code; with --keep-going every video is tried and the script
 # exits 1 at the end, listing the failures. Ctrl-C always stops. MAGVIT=/path/to/magvit runs
 # another command than the `magvit` on the PATH.
+#
+# --torchrun N hands the whole folder to one `magvit TASK FOLDER --output-dir OUT_DIR` call
+# under `torchrun --nproc-per-node N`: each process takes every N-th video on its own GPU (or
+# CPU), outputs that exist are skipped (rerun to resume), failures are collected, and rank 0
+# prints one JSON report for all videos. Without torchrun the same call is magvit's built-in
+# batch mode: `magvit inpaint clips/ --output-dir out/ --json > report.json`.
 set -euo pipefail
 
 usage() {  # usage EXIT_CODE
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit "$1"
 }
 
 keep_going=0
+nproc=0
 out_dir=""
 shared=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --keep-going) keep_going=1; shift ;;
+    --torchrun) [[ $# -ge 2 && "$2" =~ ^[1-9][0-9]*$ ]] || usage 2; nproc="$2"; shift 2 ;;
     -o|--output) [[ $# -ge 2 ]] || usage 2; out_dir="$2"; shift 2 ;;
     --model|-m|--seed) [[ $# -ge 2 ]] || usage 2; shared+=("$1" "$2"); shift 2 ;;
     -h|--help) usage 0 ;;
@@ -39,6 +47,12 @@ read -r -a magvit <<< "${MAGVIT:-magvit}"
 
 [[ -d "$folder" ]] || { echo "batch.sh: $folder is not a folder" >&2; exit 2; }
 [[ -z "$out_dir" ]] || mkdir -p "$out_dir"
+
+if (( nproc > 0 )); then
+  # One sharded call; torchrun exits non-zero if any video failed (the report says which).
+  exec "${TORCHRUN:-torchrun}" --standalone --nproc-per-node "$nproc" --no-python "${magvit[@]}" \
+    "$task" "$folder" "$@" --output-dir "${out_dir:-$folder}" --quiet --json ${shared[@]+"${shared[@]}"}
+fi
 
 shopt -s nullglob nocaseglob
 videos=()
