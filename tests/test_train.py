@@ -291,6 +291,7 @@ def test_nan_guard_names_the_step(tmp_path):
         train.train_tokenizer(tokenizer_config("steps=3"), Broken(), tmp_path, quiet=True)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # TorchScript files are still accepted
 @pytest.mark.parametrize("kind", ["pt2", "torchscript"])
 def test_perceptual_loss_hook(kind, tmp_path):
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 8, stride=8), torch.nn.Flatten()).eval()
