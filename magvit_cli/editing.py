@@ -469,7 +469,7 @@ class ClipJob(ABC):
             window = best.window if best else covering[0]
             out.write(_to_uint8(self.model_frame(window, index - window.start)))
             return
-        composed, alpha = self.compose(index, frame, [l.layer for l in layers])
+        composed, alpha = self.compose(index, frame, [l.layer for l in layers], with_alpha=out.preview is not None)
         panels = None
         if out.preview is not None:
             panels = (self.input_panel(index, frame), _mask_panel(alpha))
@@ -502,35 +502,37 @@ class ClipJob(ABC):
     def layer(self, window: Window, i: int, weight: float) -> Layer | None:
         """Window frame i pasted onto the canvas, with the alpha of what it replaces."""
 
-    def compose(self, index: int, frame: np.ndarray, layers: list[Layer]) -> tuple[np.ndarray, torch.Tensor]:
-        """The output frame: the base (the input, on the canvas) with every layer blended in
-        where its alpha is above 0; elsewhere the base's own bytes. Also the alpha."""
+    def compose(self, index: int, frame: np.ndarray, layers: list[Layer],
+                with_alpha: bool = False) -> tuple[np.ndarray, torch.Tensor | None]:
+        """The output frame: the base (the input, on the canvas) with the layers blended in
+        where their alpha is above 0, elsewhere the base's own bytes; and, if asked, the
+        alpha over the whole frame (for the preview)."""
         base = self.base(index, frame)
-        height, width = base.shape[:2]
-        alpha_full = torch.zeros(height, width)
+        alpha_full = torch.zeros(base.shape[:2]) if with_alpha else None
         if not layers:
             return base, alpha_full
-        x0 = min(l.region[0] for l in layers)
-        y0 = min(l.region[1] for l in layers)
-        x1 = max(l.region[2] for l in layers)
-        y1 = max(l.region[3] for l in layers)
-        numerator = torch.zeros(3, y1 - y0, x1 - x0)
-        weight_sum = torch.zeros(y1 - y0, x1 - x0)
-        alpha = torch.zeros(y1 - y0, x1 - x0)
-        for l in layers:
-            ys = slice(l.region[1] - y0, l.region[3] - y0)
-            xs = slice(l.region[0] - x0, l.region[2] - x0)
-            numerator[:, ys, xs] += l.weight * l.alpha * l.image
-            weight_sum[ys, xs] += l.weight * l.alpha
-            alpha[ys, xs] = torch.maximum(alpha[ys, xs], l.alpha)
-        generated = numerator / weight_sum.clamp_min(1e-12)
-        patch = torch.from_numpy(base[y0:y1, x0:x1]).permute(2, 0, 1).float() / 255
-        blended = alpha * generated + (1 - alpha) * patch
-        pixels = _to_uint8(blended)
-        edited = (alpha > 0).numpy()
+        x0, y0 = min(l.region[0] for l in layers), min(l.region[1] for l in layers)
+        x1, y1 = max(l.region[2] for l in layers), max(l.region[3] for l in layers)
+        if len(layers) == 1:
+            image, alpha = layers[0].image, layers[0].alpha
+        else:  # cross-fade: weighted by each window's weight and alpha; alpha the largest
+            numerator = torch.zeros(3, y1 - y0, x1 - x0)
+            weight_sum = torch.zeros(y1 - y0, x1 - x0)
+            alpha = torch.zeros(y1 - y0, x1 - x0)
+            for l in layers:
+                ys, xs = slice(l.region[1] - y0, l.region[3] - y0), slice(l.region[0] - x0, l.region[2] - x0)
+                numerator[:, ys, xs] += l.weight * l.alpha * l.image
+                weight_sum[ys, xs] += l.weight * l.alpha
+                alpha[ys, xs] = torch.maximum(alpha[ys, xs], l.alpha)
+            image = numerator / weight_sum.clamp_min(1e-12)
+        patch = torch.from_numpy(base[y0:y1, x0:x1])  # uint8 [h, w, 3]
+        weight = alpha.unsqueeze(-1)
+        blended = torch.lerp(patch.float().div_(255), image.permute(1, 2, 0), weight)
+        pixels = blended.mul_(255).round_().clamp_(0, 255).to(torch.uint8)
         result = base.copy()
-        result[y0:y1, x0:x1][edited] = pixels[edited]
-        alpha_full[y0:y1, x0:x1] = alpha
+        result[y0:y1, x0:x1] = torch.where(weight > 0, pixels, patch).numpy()
+        if alpha_full is not None:
+            alpha_full[y0:y1, x0:x1] = alpha
         return result, alpha_full
 
     def base(self, index: int, frame: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from .model import DecodeOptions, Magvit, ModelConfig
 GIB = 1024 ** 3
 RUNTIME_BYTES = 100 * 1024 ** 2  # buffers the first model call allocates (oneDNN, allocator caches)
 MAX_AUTO_BATCH = {"cpu": 4, "cuda": 8}
+FRAME_BUDGET = 512 * 1024 ** 2  # host memory for held source frames when picking the batch
 
 
 def model_bytes(config: ModelConfig) -> int:
@@ -100,7 +101,8 @@ def estimate_memory(job, config: ModelConfig, batch: int, device: torch.device, 
 def auto_batch(job, config: ModelConfig, device: torch.device, guidance: bool = False) -> int:
     """Windows per model call when --batch is not given: the most (up to 4 on CPU, 8 on
     CUDA) whose estimate fits a quarter of the device's total memory (total, not free:
-    the same machine always picks the same batch, so a seed gives the same output)."""
+    the same machine always picks the same batch, so a seed gives the same output) and
+    whose source frames stay within FRAME_BUDGET (large frames run one window at a time)."""
     budget = total_memory(device) / 4
     batch = 1
     for b in (2, 4, 8):
@@ -108,6 +110,8 @@ def auto_batch(job, config: ModelConfig, device: torch.device, guidance: bool = 
             break
         need = estimate_memory(job, config, b, device, guidance)
         if need["peak_device" if device.type == "cuda" else "peak_host"] > budget:
+            break
+        if frame_bytes(job.source.size, canvas_of(job), held_frames(job, b)) > FRAME_BUDGET:
             break
         batch = b
     return batch
