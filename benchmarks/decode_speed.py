@@ -5,6 +5,9 @@ Autoregressive: the same transformer (same size and weights) run causally with a
 key/value cache, one token per step, 1024 sequential steps — the baseline of the
 paper's Tab. 6 and its "60× faster than autoregressive" claim (abstract, §4.3).
 
+Also the overhead of the decoding loop: COMMIT seconds / (steps x one forward pass); the
+sampling, confidence and re-masking around the forward passes should cost little.
+
     python benchmarks/decode_speed.py --size small          # a quick check
     python benchmarks/decode_speed.py --size b --device cuda
 """
@@ -14,13 +17,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import os
-import threading
-import time
 
 import torch
 import torch.nn.functional as F
 
+from common import PeakMemory, print_table, setup, timed, write_json
 from magvit_cli.decoding import autocast_dtype, decode
 from magvit_cli.tasks import prefix_tokens
 from magvit_cli.transformer import TRANSFORMER_PRESETS, Transformer, TransformerConfig
@@ -30,43 +31,6 @@ SIZES = {
     **TRANSFORMER_PRESETS,
 }
 PAPER_SPEEDUP = 60
-
-
-class PeakMemory:
-    """Peak memory during a block: CUDA allocator peak, or resident set size on CPU (sampled)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.peak = 0
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        else:
-            self._stop = threading.Event()
-            self.peak = _rss()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, _rss())
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            self.peak = torch.cuda.max_memory_allocated()
-        else:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, _rss())
-
-
-def _rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 @torch.inference_mode()
@@ -109,16 +73,11 @@ def autoregressive(model: Transformer, prefix: torch.Tensor, generator: torch.Ge
     return codes
 
 
-def timed(device: torch.device, fn):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def measured(device: torch.device, fn) -> tuple[float, float | None]:
+    """(seconds, peak MiB) of one call of `fn`."""
     with PeakMemory(device) as memory:
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - start
-    return seconds, memory.peak
+        seconds = timed(fn, device, warmup=0, iters=1)
+    return seconds, memory.mib
 
 
 def main() -> None:
@@ -128,9 +87,11 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto", help="auto, float32 or bfloat16 (autocast)")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=12, help="COMMIT decoding steps")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--out", help="JSON file (default benchmarks/results/decode_speed-<device>.json)")
     args = parser.parse_args()
 
-    device = torch.device(args.device)
+    device = setup(args.device, args.threads)
     config = dataclasses.replace(SIZES[args.size], codebook_size=1024, num_classes=0, multi_task=True,
                                  latent_shape=(4, 16, 16), dropout=0.0, attention_dropout=0.0)
     torch.manual_seed(0)
@@ -149,22 +110,37 @@ def main() -> None:
         with autocast:
             autoregressive(model, prefix, generator, dtype=amp or torch.float32, count=count)
 
+    def forward():
+        with torch.inference_mode(), autocast:
+            model(torch.cat([prefix, cond_tokens], dim=1))
+
     tokens = args.batch * config.num_latents
     params = sum(p.numel() for p in model.parameters())
     print(f"device {device} ({torch.get_num_threads()} threads)" if device.type == "cpu" else f"device {device}")
     print(f"model  {args.size}: {params / 1e6:.1f} M parameters, sequence {config.seq_length}, "
-          f"batch {args.batch}, autocast {amp or 'off (float32)'}")
+          f"batch {args.batch}, autocast {amp or 'off (float32)'}", flush=True)
     commit(steps=1)  # warm-up: kernels, allocator, thread pools
     ar(count=8)
-    print(f"{'method':<16}{'steps':>7}{'seconds':>10}{'tokens/s':>11}{'peak MiB':>10}", flush=True)
-    commit_s, commit_mem = timed(device, commit)
-    print(f"{'COMMIT':<16}{args.steps:>7}{commit_s:>10.2f}{tokens / commit_s:>11.0f}{commit_mem / 2**20:>10.0f}",
+    forward_s = timed(forward, device, warmup=0, iters=3)
+    commit_s, commit_mem = measured(device, commit)
+    print(f"COMMIT: {commit_s:.2f} s ({commit_s / (args.steps * forward_s):.2f} x {args.steps} forward passes)",
           flush=True)
-    ar_s, ar_mem = timed(device, ar)
-    print(f"{'autoregressive':<16}{config.num_latents:>7}{ar_s:>10.2f}{tokens / ar_s:>11.0f}{ar_mem / 2**20:>10.0f}")
-    print(f"speed-up of COMMIT: {ar_s / commit_s:.1f}x (paper: {PAPER_SPEEDUP}x vs the autoregressive TATS)")
-    print("peak MiB: CUDA allocator peak, or the process's resident set size on CPU")
-
+    ar_s, ar_mem = measured(device, ar)
+    rows = [
+        {"method": "COMMIT", "steps": args.steps, "seconds": round(commit_s, 3), "tokens_per_s": round(tokens / commit_s),
+         "x_forward_passes": round(commit_s / forward_s, 2), "peak_mib": commit_mem and round(commit_mem)},
+        {"method": "autoregressive", "steps": config.num_latents, "seconds": round(ar_s, 3),
+         "tokens_per_s": round(tokens / ar_s), "x_forward_passes": round(ar_s / forward_s, 2),
+         "peak_mib": ar_mem and round(ar_mem)},
+    ]
+    print_table(rows, f"\ndecoding one batch of {args.batch} (one forward pass: {forward_s:.3f} s)")
+    print(f"speed-up of COMMIT: {ar_s / commit_s:.1f}x (paper: {PAPER_SPEEDUP}x vs the autoregressive TATS); "
+          f"COMMIT overhead over {args.steps} bare forward passes: {commit_s / (args.steps * forward_s):.2f}x")
+    print("peak MiB: CUDA allocator peak, or the process's peak resident set on CPU")
+    write_json("decode_speed", rows, device, args.out, size=args.size, batch=args.batch, parameters=params,
+               autocast=str(amp), forward_seconds=round(forward_s, 4),
+               commit_over_forward_passes=round(commit_s / (args.steps * forward_s), 3),
+               commit_speedup_over_autoregressive=round(ar_s / commit_s, 2))
 
 if __name__ == "__main__":
     main()
