@@ -20,7 +20,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -106,9 +106,15 @@ class PeakMemory:
                 pass
 
 
+def _onednn_conv_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
+
+
 def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of one call (matmuls, convolutions and attention; a multiply-add counts 2)."""
-    with FlopCounterMode(display=False) as counter:
+    """FLOPs of one call's matmuls and convolutions (a multiply-add counts 2), including the
+    oneDNN convolutions the tokenizer calls directly on CPUs."""
+    mapping = {torch.ops.aten.mkldnn_convolution: _onednn_conv_flops}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         fn()
     return counter.get_total_flops()
 

@@ -188,9 +188,23 @@ TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
 # Building blocks (videogvt/models/model_utils.py, enc_dec_3dcnn.py).
 
 
+class Conv3d(nn.Conv3d):
+    """nn.Conv3d that runs oneDNN's kernel for CPU inference. PyTorch's heuristic sends a single
+    clip with few channels x frames x rows (< 20480) to a slow im2col kernel, 2-6x slower at the
+    tokenizer's low-resolution levels and at batch 1 (benchmarks/task_speed.py); the results
+    agree to float32 rounding."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+                and self.padding_mode == "zeros" and not torch.is_grad_enabled()
+                and torch.backends.mkldnn.is_available()):
+            return torch.mkldnn_convolution(x, weight, bias, self.padding, self.stride, self.dilation, self.groups)
+        return super()._conv_forward(x, weight, bias)
+
+
 def _conv3(cin: int, cout: int, bias: bool, padding_mode: str) -> nn.Conv3d:
     # 'SAME' padding of a 3x3x3 kernel: one voxel on every side.
-    return nn.Conv3d(cin, cout, kernel_size=3, padding=1, bias=bias, padding_mode=padding_mode)
+    return Conv3d(cin, cout, kernel_size=3, padding=1, bias=bias, padding_mode=padding_mode)
 
 
 def _norm(channels: int) -> nn.GroupNorm:
@@ -212,7 +226,7 @@ class ResBlock(nn.Module):
         self.conv1 = _conv3(cin, cout, bias=False, padding_mode=padding_mode)
         self.norm2 = _norm(cout)
         self.conv2 = _conv3(cout, cout, bias=False, padding_mode=padding_mode)
-        self.shortcut = nn.Conv3d(cin, cout, kernel_size=1, bias=False) if cin != cout else nn.Identity()
+        self.shortcut = Conv3d(cin, cout, kernel_size=1, bias=False) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -249,7 +263,7 @@ class Encoder(nn.Module):
         blocks += [ResBlock(channels, channels, pad) for _ in range(config.num_enc_res_blocks)]
         self.res_blocks = nn.ModuleList(blocks)
         self.norm_out = _norm(channels)
-        self.conv_out = nn.Conv3d(channels, config.embedding_dim, kernel_size=1)
+        self.conv_out = Conv3d(channels, config.embedding_dim, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv_in(x)

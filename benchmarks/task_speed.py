@@ -1,0 +1,129 @@
+"""End-to-end task speed: seconds per clip and per output frame for each task family, peak
+memory, and where the time goes (tokenizer encode, COMMIT decoding, tokenizer decode).
+
+One model window per call (`Magvit.run_task`): the condition clip is tokenized, 12 COMMIT steps
+run, the tokens are decoded. Output frames are the new frames only: T - 1 for FP, T - 2 for FI,
+all T for outpainting, inpainting and class-conditional generation.
+
+    python benchmarks/task_speed.py                        # the bundled model, or a tiny random one
+    python benchmarks/task_speed.py --preset bair --threads 1   # MAGVIT-B at 16x64x64 (minutes on a CPU)
+    python benchmarks/task_speed.py --model path/or/hub-id --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from common import PeakMemory, device_name, print_table, setup, timed, write_json
+from magvit_cli import decoding, tasks
+from magvit_cli.model import DecodeOptions, Magvit, ModelConfig
+from magvit_cli.tokenizer import TOKENIZER_PRESETS, TokenizerConfig
+from magvit_cli.transformer import TRANSFORMER_PRESETS, TransformerConfig
+
+FAMILIES = {  # family: (task, new frames out of T)
+    "FP": ("frame_prediction", lambda t: t - 1),
+    "FI": ("frame_interpolation", lambda t: t - 2),
+    "OP": ("outpainting_c", lambda t: t),
+    "IP": ("inpainting_c", lambda t: t),
+    "CG": ("full_generation", lambda t: t),
+}
+PRESETS = {  # name: (tokenizer, transformer size, resolution)
+    "tiny": (TokenizerConfig(filters=32, channel_multipliers=(1, 1, 1), num_enc_res_blocks=1, num_dec_res_blocks=1,
+                             embedding_dim=16, codebook_size=32),
+             TransformerConfig(hidden_size=32, num_layers=1, num_heads=2, mlp_dim=64), (32, 32)),
+    "bair": (TOKENIZER_PRESETS["bair-b"], TRANSFORMER_PRESETS["b"], (64, 64)),
+    "ucf": (TOKENIZER_PRESETS["ucf-b"], TRANSFORMER_PRESETS["b"], (128, 128)),
+}
+
+
+def random_model(preset: str) -> Magvit:
+    tokenizer, size, resolution = PRESETS[preset]
+    config = ModelConfig(tokenizer=tokenizer, transformer=None, num_frames=16, resolution=resolution,
+                         tasks=list(tasks.TASKS), class_names=[f"class_{i}" for i in range(101)])
+    config.transformer = TransformerConfig(
+        codebook_size=tokenizer.codebook_size, num_classes=101, multi_task=True, latent_shape=config.latent_shape,
+        hidden_size=size.hidden_size, num_layers=size.num_layers, num_heads=size.num_heads, mlp_dim=size.mlp_dim,
+        dropout=0.0, attention_dropout=0.0)
+    torch.manual_seed(0)
+    model = Magvit(config).eval().requires_grad_(False)
+    model.source = f"random {preset}"
+    return model
+
+
+def load(model_id: str | None, preset: str | None) -> Magvit:
+    if preset:
+        return random_model(preset)
+    from magvit_cli.checkpoint import load_model
+    from magvit_cli.errors import ModelError
+
+    try:
+        return load_model(model_id)
+    except ModelError as error:
+        if model_id is not None:
+            raise
+        print(f"no bundled model ({error}); using a tiny random one")
+        return random_model("tiny")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", help="model folder or Hub id (default: the bundled model)")
+    source.add_argument("--preset", choices=list(PRESETS), help="a random model of this layout instead")
+    parser.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--dtype", default="auto", help="transformer autocast: auto, float32 or bfloat16")
+    parser.add_argument("--iters", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--out", help="JSON file (default benchmarks/results/task_speed-<device>.json)")
+    args = parser.parse_args()
+
+    device = setup(args.device, args.threads)
+    model = load(args.model, args.preset).to(device)
+    model.force = True  # time every family, whatever the model was trained for
+    config = model.config
+    T = config.num_frames
+    options = DecodeOptions(seed=0, dtype=args.dtype)
+    video = torch.rand(args.batch, 3, T, *config.resolution, device=device)
+    labels = torch.zeros(args.batch, dtype=torch.long)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"{device_name(device)}; model {model.source}: {params / 1e6:.1f} M parameters, "
+          f"clip {T}x{config.resolution[0]}x{config.resolution[1]}, batch {args.batch}", flush=True)
+
+    # Stage times, measured once: they do not depend on the task.
+    latent = config.latent_shape
+    codes = torch.randint(0, config.tokenizer.codebook_size, (args.batch, *latent), device=device)
+    encode_s = timed(lambda: model.encode(video), device, warmup=1, iters=args.iters)
+    decode_s = timed(lambda: model.decode(codes), device, warmup=1, iters=args.iters)
+    n = latent[0] * latent[1] * latent[2]
+    prefix = tasks.prefix_tokens(config.transformer, "frame_prediction", batch_size=args.batch).to(device)
+    commit_s = timed(lambda: decoding.decode(model.transformer, prefix, codes.view(args.batch, n),
+                                             torch.zeros(args.batch, n, dtype=torch.bool, device=device),
+                                             dtype=args.dtype), device, warmup=0, iters=args.iters)
+    print(f"stages per batch: tokenizer encode {encode_s:.2f} s, COMMIT decoding {commit_s:.2f} s, "
+          f"tokenizer decode {decode_s:.2f} s", flush=True)
+
+    rows = []
+    for family in args.families:
+        task, new_frames = FAMILIES[family]
+        clip = None if task == "full_generation" else video
+        with PeakMemory(device) as memory:
+            seconds = timed(lambda: model.run_task(task, clip, labels if task == "full_generation" else None,
+                                                   options), device, warmup=0, iters=args.iters)
+        frames = new_frames(T) * args.batch
+        rows.append({"family": family, "task": task, "seconds_per_clip": round(seconds / args.batch, 3),
+                     "output_frames": new_frames(T), "seconds_per_frame": round(seconds / frames, 4),
+                     "frames_per_s": round(frames / seconds, 2), "peak_mib": memory.mib and round(memory.mib)})
+        print(f"  {family}: {seconds / args.batch:.2f} s per clip", flush=True)
+    print_table(rows, f"\nend-to-end, one model window ({model.source}, {device_name(device)})")
+    write_json("task_speed", rows, device, args.out, model=model.source, parameters=params, batch=args.batch,
+               clip=[T, *config.resolution], stage_seconds={"tokenizer_encode": round(encode_s, 3),
+                                                            "commit_decoding": round(commit_s, 3),
+                                                            "tokenizer_decode": round(decode_s, 3)})
+
+
+if __name__ == "__main__":
+    main()
