@@ -368,7 +368,7 @@ def info(
     from .editing import window_starts
     from .geometry import cell_size
 
-    run = Run(quiet, as_json, debug)
+    Run(quiet, as_json, debug)  # sets --debug for the error handler
     meta = vio.probe(video)
     config = read_config(resolve_model(model))
     T = config.num_frames
@@ -588,7 +588,6 @@ def reconstruct(
     quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
 ):
     """Tokenizer round trip: video -> tokens -> video, with PSNR/SSIM and codebook usage."""
-    import numpy as np
     import torch
 
     from . import metrics

@@ -26,7 +26,7 @@ import sys
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from . import geometry as geo
+from . import masks
 from . import video as vio
 from .errors import InputError, OutOfMemoryError, UsageError
 from .masks import Mask
@@ -164,7 +165,7 @@ class Runner:
                                    "use --batch 1, a smaller --window, or --device cpu") from None
 
     def _once(self, fn, size: int) -> torch.Tensor:
-        """Run `fn(generator, on_step)` on chunks of at most `self.batch` items."""
+        """Run `fn(generator, items, on_step)` on slices of at most `self.batch` of the `size` items."""
         outs = []
         for lo in range(0, size, self.batch):
             hi = min(size, lo + self.batch)
@@ -176,10 +177,9 @@ class Runner:
 class Output:
     """The output video (and the preview), written as frames come; VideoWarnings become notes."""
 
-    def __init__(self, path: Path, fps: Fraction, source: Source, edit: EditOptions, keep_audio: bool = True):
+    def __init__(self, path: Path, fps: Fraction, source: Source, edit: EditOptions):
         self.path, self.fps, self.notes = Path(path), fps, []
-        audio = source.audio_from if keep_audio else None
-        self.writer = vio.VideoWriter(path, fps, audio_from=audio, audio_start=source.audio_start,
+        self.writer = vio.VideoWriter(path, fps, audio_from=source.audio_from, audio_start=source.audio_start,
                                       inputs=[source.path])
         self.preview = None
         if edit.preview is not None:
@@ -278,7 +278,7 @@ class Window:
     cells: torch.Tensor  # bool [t, h, w]: latent cells the model generates
     edit_cells: torch.Tensor  # bool [t, h, w]: those pasted back (not the ones only past the canvas)
     output: torch.Tensor | None = None  # float [3, T, H, W] at the model's size
-    snapped: torch.Tensor | None = None  # bool [T, H, W]: the generated cells' pixels
+    snapped: torch.Tensor | None = None  # bool [T, H, W]: the pixels of the cells pasted back
     feathered: torch.Tensor | None = None  # float [T, H, W]: how much of the model output each pixel takes
 
     @property
@@ -398,6 +398,7 @@ class ClipJob(ABC):
 
     def run(self, model: Magvit, output: Path, options: DecodeOptions, progress: Step | None = None) -> dict:
         runner = Runner(model, options, self.edit.batch, progress)
+        self.summaries: list[dict] = []  # per window, in order
         feather_radius = max(1, self.cell[2] // 2)
         pending: dict[int, tuple[np.ndarray, torch.Tensor | None]] = {}  # frame index -> (frame, hole)
         queue: list[tuple[int, int]] = []
@@ -409,6 +410,7 @@ class ClipJob(ABC):
                 prepared = []
                 for start, length in batch:
                     window = self.geometry(start, length, [pending[start + i][1] for i in range(length)])
+                    self.summaries.append(self.summary(window))
                     if window.edit_cells.any() or not self.edit.composite:
                         prepared.append((window, self.model_input(window, [pending[start + i][0]
                                                                             for i in range(length)])))
@@ -493,6 +495,11 @@ class ClipJob(ABC):
             if layer is not None:
                 result.append(_Pick(window, weight, layer))
         return result
+
+    def summary(self, window: Window) -> dict:
+        first = self.source.first + window.start
+        return {"frames": [first, first + window.length - 1], "view": window.view.to_dict(),
+                "generated_cells": int(window.cells.sum()), "of_cells": window.cells.numel()}
 
     def model_frame(self, window: Window, i: int) -> torch.Tensor:
         """Window frame i at the model's size: the model's frames resampled in time."""
@@ -640,29 +647,35 @@ class InpaintJob(ClipJob):
         return plan
 
     def snapped_regions(self) -> list[dict]:
-        """Per window: the view and the snapped hole (cells, and their box in source pixels)."""
-        report = []
-        for start, length in self.starts(self.source.num_frames):
-            window = self.geometry(start, length, [self.hole(start + i) for i in range(length)])
-            entry = {"frames": [self.source.first + start, self.source.first + start + length - 1],
-                     "view": window.view.to_dict(), "hole_cells": int(window.edit_cells.sum()),
-                     "generated_cells": int(window.cells.sum()), "of_cells": window.cells.numel()}
-            if window.edit_cells.any():
-                snapped = geo.expand_cells(window.edit_cells, self.clip).any(0)
-                rows = snapped.any(1).nonzero()[:, 0]
-                cols = snapped.any(0).nonzero()[:, 0]
-                v = window.view
-                x0 = max(0, math.floor(v.x + int(cols[0]) * v.scale))
-                y0 = max(0, math.floor(v.y + int(rows[0]) * v.scale))
-                x1 = min(self.canvas[1], math.ceil(v.x + (int(cols[-1]) + 1) * v.scale))
-                y1 = min(self.canvas[0], math.ceil(v.y + (int(rows[-1]) + 1) * v.scale))
-                entry["hole_box"] = [x0, y0, x1 - x0, y1 - y0]
-                t_cells = window.edit_cells.any(2).any(1).nonzero()[:, 0]
-                first = int(t_cells[0]) * self.cell[0] * self.window // self.clip[0]
-                last = min(length, (int(t_cells[-1]) + 1) * self.cell[0] * self.window // self.clip[0]) - 1
-                entry["hole_frames"] = [self.source.first + start + first, self.source.first + start + last]
-            report.append(entry)
-        return report
+        """Per window: the view and the snapped hole (--show-mask; a run reports the same)."""
+        return [self.summary(self.geometry(start, length, [self.hole(start + i) for i in range(length)]))
+                for start, length in self.starts(self.source.num_frames)]
+
+    def summary(self, window: Window) -> dict:
+        """The window's frames and view, its hole's cells, and their box and frames in the source."""
+        first = self.source.first + window.start
+        entry = {"frames": [first, first + window.length - 1], "view": window.view.to_dict(),
+                 "hole_cells": int(window.edit_cells.sum()), "generated_cells": int(window.cells.sum()),
+                 "of_cells": window.cells.numel()}
+        if window.edit_cells.any():
+            snapped = geo.expand_cells(window.edit_cells, self.clip).any(0)
+            rows = snapped.any(1).nonzero()[:, 0]
+            cols = snapped.any(0).nonzero()[:, 0]
+            v = window.view
+            x0 = max(0, math.floor(v.x + int(cols[0]) * v.scale))
+            y0 = max(0, math.floor(v.y + int(rows[0]) * v.scale))
+            x1 = min(self.canvas[1], math.ceil(v.x + (int(cols[-1]) + 1) * v.scale))
+            y1 = min(self.canvas[0], math.ceil(v.y + (int(rows[-1]) + 1) * v.scale))
+            entry["hole_box"] = [x0, y0, x1 - x0, y1 - y0]
+            cells = window.edit_cells.any(2).any(1).nonzero()[:, 0]
+            per_cell = self.cell[0] * self.window / self.clip[0]  # source frames per latent frame
+            last = min(window.length, math.ceil((int(cells[-1]) + 1) * per_cell)) - 1
+            entry["hole_frames"] = [first + int(int(cells[0]) * per_cell), first + last]
+        return entry
+
+    def result(self, out, runner, notes, count) -> dict:
+        return {**super().result(out, runner, notes, count),
+                "mask": {**self.mask.describe(), "windows": self.summaries}}
 
 
 class OutpaintJob(ClipJob):
@@ -968,3 +981,44 @@ class InterpolateJob:
                 "view": self.view.to_dict(), "padding": self.view.padding(self.source.size),
                 "factor": str(self.ratio), "windows": self.model_pairs, "batch": self.edit.batch,
                 "model_calls": math.ceil(self.model_pairs / self.edit.batch)}
+
+
+# ---------------------------------------------------------------------------- one call per task
+
+
+def inpaint_video(model: Magvit, path: str | Path, output: str | Path, mask: str = "box", dilate: int = 0,
+                  edit: EditOptions | None = None, options: DecodeOptions | None = None,
+                  progress: Step | None = None) -> dict:
+    """Fill `mask` (any --mask form, see masks.py) in the video at `path`; write `output`."""
+    edit = edit or EditOptions()
+    source = Source(path, edit.start, edit.end)
+    parsed = masks.parse_mask(mask, source.size, source.first + source.num_frames, source.fps, dilate)
+    return InpaintJob(model.config, source, edit, parsed).run(model, Path(output), options or DecodeOptions(),
+                                                               progress)
+
+
+def outpaint_video(model: Magvit, path: str | Path, output: str | Path, direction: str = "all",
+                   amount: str | None = None, edit: EditOptions | None = None,
+                   options: DecodeOptions | None = None, progress: Step | None = None) -> dict:
+    """Grow the canvas of the video at `path` (--direction, --amount); write `output`."""
+    edit = edit or EditOptions()
+    job = OutpaintJob(model.config, Source(path, edit.start, edit.end), edit, direction, amount)
+    return job.run(model, Path(output), options or DecodeOptions(), progress)
+
+
+def predict_video(model: Magvit, path: str | Path, output: str | Path, frames: int | None = None,
+                  cond_frames: int = 1, label: int | str | None = None, edit: EditOptions | None = None,
+                  options: DecodeOptions | None = None, progress: Step | None = None) -> dict:
+    """Continue the video at `path` by `frames` frames; write input + new frames to `output`."""
+    edit = edit or EditOptions()
+    job = PredictJob(model.config, Source(path, edit.start, edit.end), edit, frames, cond_frames, label)
+    return job.run(model, Path(output), options or DecodeOptions(), progress)
+
+
+def interpolate_video(model: Magvit, path: str | Path, output: str | Path, factor: int | None = None,
+                      fps: str | Fraction | None = None, edit: EditOptions | None = None,
+                      options: DecodeOptions | None = None, progress: Step | None = None) -> dict:
+    """Raise the frame rate of the video at `path` by `factor` or to `fps`; write `output`."""
+    edit = edit or EditOptions()
+    job = InterpolateJob(model.config, Source(path, edit.start, edit.end), edit, factor, fps)
+    return job.run(model, Path(output), options or DecodeOptions(), progress)

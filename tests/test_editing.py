@@ -165,6 +165,24 @@ def test_inpaint_replaces_only_the_snapped_hole_and_its_feathered_band(model, pn
     assert changed > 0.9  # the user's box itself is (all but) entirely replaced
 
 
+@pytest.mark.parametrize("window, overlap", [(8, 2), (24, 6)])
+def test_windows_of_other_lengths_are_resampled_in_time(model, png_clip, tmp_path, window, overlap):
+    folder, frames = png_clip
+    edit = editing.EditOptions(window=window, overlap=overlap, batch=4)
+    result = editing.inpaint_video(model, folder, tmp_path / "out", "20,12,10,8", edit=edit, options=FAST)
+    out = read_png(tmp_path / "out")
+    assert out.shape == frames.shape
+    reported = result["mask"]["windows"]
+    assert [w["frames"][0] for w in reported] == [s for s, _ in editing.window_starts(30, window, overlap)]
+    outside = np.ones(frames.shape[1:3], bool)
+    for w in reported:  # the JSON report's snapped boxes, grown by the band
+        x, y, bw, bh = w["hole_box"]
+        reach = math.ceil(5 * w["view"]["scale"]) + 1
+        outside[max(0, y - reach):y + bh + reach, max(0, x - reach):x + bw + reach] = False
+    assert np.array_equal(out[:, outside], frames[:, outside])
+    assert (out[:, 12:20, 20:30] != frames[:, 12:20, 20:30]).any(-1).mean() > 0.9
+
+
 def test_outpaint_keeps_the_input_bit_exact_and_feathers_the_seam(model, png_clip, tmp_path):
     folder, frames = png_clip
     source = editing.Source(folder)
