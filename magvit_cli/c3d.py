@@ -23,6 +23,7 @@ from torch import nn
 from .errors import InputError, MagvitError, ModelError
 from .i3d import check_video
 from .metric_weights import as_tensor, load_state, read_weights, save_safetensors
+from .tokenizer import Conv3d
 
 NUM_CLASSES = 101
 NUM_FRAMES = 16
@@ -42,7 +43,7 @@ class C3D(nn.Module):
     def __init__(self):
         super().__init__()
         for name, (c_in, c_out) in CONVS.items():
-            setattr(self, name, nn.Conv3d(c_in, c_out, 3, padding=1))
+            setattr(self, name, Conv3d(c_in, c_out, 3, padding=1))  # oneDNN on CPUs
         self.fc6 = nn.Linear(512 * 1 * 4 * 4, 4096)
         self.fc7 = nn.Linear(4096, 4096)
         self.fc8 = nn.Linear(4096, NUM_CLASSES)

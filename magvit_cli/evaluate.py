@@ -219,10 +219,13 @@ def evaluate(
             size = (protocol.metric_resolution, protocol.metric_resolution)
             real, generated = resize_bilinear(real, size), resize_bilinear(generated, size)
         if "fvd" in chosen:
-            new = [(j, c.id) for j, c in enumerate(batch) if c.id not in real_features]
+            new = {}  # clip id -> position in the batch, for clips not scored yet
+            for j, c in enumerate(batch):
+                if c.id not in real_features:
+                    new.setdefault(c.id, j)
             if new:
-                features = networks["fvd"].features(real[[j for j, _ in new]]).cpu()
-                real_features.update({clip_id: f for (_, clip_id), f in zip(new, features)})
+                features = networks["fvd"].features(real[list(new.values())]).cpu()
+                real_features.update(zip(new, features))
             real_collected += [real_features[c.id] for c in batch]
             collected["fvd"].append(networks["fvd"].features(generated).cpu())
         if "is" in chosen:

@@ -28,6 +28,7 @@ from torch import nn
 
 from .errors import InputError, MagvitError, ModelError
 from .metric_weights import as_tensor, load_state, read_weights, save_safetensors
+from .tokenizer import Conv3d
 
 NUM_CLASSES = 400
 RESOLUTION = 224
@@ -96,7 +97,7 @@ class Unit3D(nn.Module):
                  stride: tuple[int, int, int] = (1, 1, 1), batch_norm: bool = True, relu: bool = True):
         super().__init__()
         self.kernel, self.stride, self.relu = kernel, stride, relu
-        self.conv3d = nn.Conv3d(in_channels, out_channels, kernel, stride, bias=not batch_norm)
+        self.conv3d = Conv3d(in_channels, out_channels, kernel, stride, bias=not batch_norm)  # oneDNN on CPUs
         self.bn = FrozenBatchNorm(out_channels) if batch_norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

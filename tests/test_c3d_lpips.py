@@ -94,11 +94,9 @@ def test_c3d_weights_load_from_files_and_convert(tmp_path):
         assert torch.equal(loaded.state_dict()[name], tensor), name
     with pytest.raises(ModelError, match="--c3d"):
         load_c3d(None)
-    state = reference.state_dict()
-    state["fc8.weight"] = state["fc8.weight"][:100]
-    torch.save(state, tmp_path / "bad.pt")
-    with pytest.raises(ModelError, match=r"fc8.weight.*\[100, 4096\]"):
-        load_c3d(tmp_path / "bad.pt")
+    torch.save({"fc8.weight": torch.zeros(101, 4096)}, tmp_path / "partial.pt")
+    with pytest.raises(ModelError, match="C3D weights lack tensor 'conv1a.bias' \\(and 21 more\\)"):
+        load_c3d(tmp_path / "partial.pt")
 
 
 # ------------------------------------------------------------------ LPIPS
@@ -178,3 +176,7 @@ def test_lpips_weights_in_package_and_torchvision_names(lpips_state, tmp_path):
     assert "--lpips" in str(error.value)
     with pytest.raises(ModelError, match="--lpips"):
         load_lpips(None)
+    merged["lin4.weight"] = torch.zeros(1, 256, 1, 1)
+    torch.save(merged, tmp_path / "wrong_shape.pt")
+    with pytest.raises(ModelError, match=r"'lin4.weight' has shape \[1, 256, 1, 1\], expected \[1, 512, 1, 1\]"):
+        load_lpips(tmp_path / "wrong_shape.pt")
