@@ -29,6 +29,12 @@ MODEL_FILES = [CONFIG_FILE, WEIGHTS_FILE, CARD_FILE]
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
+# Sizes a model file may describe. Far above any MAGVIT (the L transformer has 306 M
+# parameters, the paper's largest clips are 16x128x128) and far below what would exhaust a
+# machine before the first tensor is made: a hostile config.json fails here, not in malloc.
+MAX_PARAMETERS = 10_000_000_000
+MAX_CLIP_VOXELS = 1 << 24  # frames x height x width of one clip, e.g. 16 x 1024 x 1024
+
 
 def default_model_dir() -> Path:
     """The bundled default model: `weights/` in a source checkout, or the copy
@@ -127,7 +133,35 @@ def read_config(folder: Path) -> ModelConfig:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelError(f"{path} is not valid JSON: {e}") from e
-    return ModelConfig.from_dict(data)
+    except (RecursionError, ValueError) as e:  # nesting or integers beyond what Python parses
+        raise ModelError(f"{path} is not a plausible model config: {e}") from None
+    except OSError as e:
+        raise ModelError(f"cannot read {path}: {e.strerror or e}") from None
+    config = ModelConfig.from_dict(data)
+    check_sizes(config, path)
+    return config
+
+
+def transformer_parameters(config) -> int:
+    """Parameters of `Transformer(config)` (the layout of transformer.py), counted without building it."""
+    d, m, v = config.hidden_size, config.mlp_dim, config.vocab_size
+    layer = 4 * (d * d + d) + (d * m + m) + (m * d + d) + 2 * 2 * d  # attention, MLP, two LayerNorms
+    return v * d + config.seq_length * d + 2 * d + config.num_layers * layer + (d * d + d) + 2 * d + v
+
+
+def check_sizes(config: ModelConfig, source: Path | str = CONFIG_FILE) -> None:
+    """Refuse a config whose weights or clips could not fit any machine (see MAX_PARAMETERS)."""
+    parameters = config.tokenizer.num_parameters()
+    if config.transformer is not None:
+        parameters += transformer_parameters(config.transformer)
+    if parameters > MAX_PARAMETERS:
+        raise ModelError(f"{source} describes a model of {parameters:,} parameters, more than the "
+                         f"{MAX_PARAMETERS:,} any magvit model has", hint="the file is damaged or not a magvit config")
+    voxels = config.num_frames * config.resolution[0] * config.resolution[1]
+    if voxels > MAX_CLIP_VOXELS:
+        raise ModelError(f"{source} describes clips of {config.num_frames}x{config.resolution[0]}x"
+                         f"{config.resolution[1]}, more than the {MAX_CLIP_VOXELS:,} voxels a model may work on",
+                         hint="the file is damaged or not a magvit config")
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None) -> Magvit:

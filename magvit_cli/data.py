@@ -247,7 +247,9 @@ class VideoClipDataset(Dataset):
                 self.items.append(VideoItem(str(entry.path), label, frames, fps, first))
         if self.unreadable:
             if not self.items:
-                raise InputError(f"none of the {len(entries)} videos in {source} can be read:\n{self.unreadable_report()}")
+                path, reason = self.unreadable[0]
+                raise InputError(f"none of the {len(entries)} videos in {source} can be read; the first, {path}: "
+                                 f"{reason}", "check that the folder holds playable videos")
             warnings.warn(f"skipping {len(self.unreadable)} of {len(entries)} videos that cannot be read:\n"
                           f"{self.unreadable_report()}", stacklevel=2)
 
@@ -336,10 +338,9 @@ class TokenCache(Dataset):
         self.folder = Path(folder)
         meta = json.loads((self.folder / "meta.json").read_text())
         self.meta = meta
-        self.tokens = torch.from_numpy(np.load(self.folder / "tokens.npy").astype(np.int64))
-        self.labels = torch.from_numpy(np.load(self.folder / "labels.npy").astype(np.int64))
-        self.cond = {name: torch.from_numpy(np.load(self.folder / f"cond_{name}.npy").astype(np.int64))
-                     for name in meta["conditions"]}
+        self.tokens = _load_ids(self.folder / "tokens.npy")
+        self.labels = _load_ids(self.folder / "labels.npy")
+        self.cond = {name: _load_ids(self.folder / f"cond_{name}.npy") for name in meta["conditions"]}
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -377,6 +378,10 @@ class TokenCache(Dataset):
         temp.write_text(json.dumps(meta, indent=1))
         os.replace(temp, folder / "meta.json")
         return TokenCache(folder)
+
+
+def _load_ids(path: Path) -> torch.Tensor:
+    return torch.from_numpy(np.load(path, allow_pickle=False).astype(np.int64))  # never unpickle a cache file
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from . import tasks as task_lib
-from .checkpoint import save_model
+from .checkpoint import MAX_CLIP_VOXELS, MAX_PARAMETERS, check_sizes, save_model, transformer_parameters
 from .data import TokenCache, VideoClipDataset, seed_for, worker_init
 from .discriminator import DiscriminatorConfig, StyleGANDiscriminator
 from .metrics import psnr
@@ -56,6 +56,12 @@ from .transformer import TRANSFORMER_PRESETS, TransformerConfig
 STATE_FILE = "training_state.pt"
 METRICS_FILE = "metrics.jsonl"
 PRECISIONS = ("auto", "float32", "bfloat16")
+# Upper bounds of settings that size allocations (index lists, worker processes, batches),
+# so a mistyped or hostile config file fails in `validate` rather than in malloc.
+MAX_BATCH_SIZE = 1 << 16
+MAX_WORKERS = 256
+MAX_BATCH_VOXELS = 1 << 32  # batch_size x frames x height x width: 48 GiB of float32 RGB
+MAX_DISCRIMINATOR_FILTERS = 4096
 
 
 # =============================================================== configurations
@@ -296,7 +302,7 @@ def validate(config) -> None:
         if not ok:
             raise UsageError(f"setting {key!r} = {getattr(config, key)!r}: {what}")
 
-    need(config.batch_size >= 1, "batch_size", "must be at least 1")
+    need(1 <= config.batch_size <= MAX_BATCH_SIZE, "batch_size", f"must be in [1, {MAX_BATCH_SIZE}]")
     need(config.steps >= 1, "steps", "must be at least 1")
     need(config.warmup_steps >= 0, "warmup_steps", "must be >= 0")
     need(config.lr > 0 and math.isfinite(config.lr), "lr", "must be a positive number")
@@ -304,19 +310,26 @@ def validate(config) -> None:
     need(0 <= config.beta2 < 1, "beta2", "must be in [0, 1)")
     need(config.eps > 0, "eps", "must be positive")
     need(config.frame_stride >= 1, "frame_stride", "must be at least 1")
-    need(config.num_workers >= 0, "num_workers", "must be >= 0")
+    need(0 <= config.num_workers <= MAX_WORKERS, "num_workers", f"must be in [0, {MAX_WORKERS}]")
     for key in ("log_every", "save_every", "preview_every"):
         need(getattr(config, key) >= 0, key, "must be >= 0 (0 turns it off)")
     need(config.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
     if isinstance(config, TokenizerTrainConfig):
-        need(config.num_frames >= 1, "num_frames", "must be at least 1")
-        need(len(config.resolution) == 2 and min(config.resolution) >= 8, "resolution", "must be [height, width], each >= 8")
+        need(1 <= config.num_frames <= 1024, "num_frames", "must be in [1, 1024]")
+        need(len(config.resolution) == 2 and all(8 <= r <= 8192 for r in config.resolution), "resolution",
+             "must be [height, width], each in [8, 8192]")
+        voxels = config.num_frames * config.resolution[0] * config.resolution[1]
+        need(voxels <= MAX_CLIP_VOXELS, "resolution", f"num_frames x height x width must be at most {MAX_CLIP_VOXELS:,}")
+        need(config.batch_size * voxels <= MAX_BATCH_VOXELS, "batch_size",
+             f"batch_size x num_frames x height x width must be at most {MAX_BATCH_VOXELS:,}")
         need(0 <= config.ema_decay < 1, "ema_decay", "must be in [0, 1)")
         need(0 <= config.lecam_decay < 1, "lecam_decay", "must be in [0, 1)")
         for key in ("adversarial_weight", "r1_weight", "lecam_weight", "perceptual_weight"):
             need(getattr(config, key) >= 0, key, "must be >= 0")
-        need(config.discriminator_filters >= 0, "discriminator_filters", "must be >= 0 (0: the tokenizer's)")
-        need(all(m >= 1 for m in config.discriminator_multipliers), "discriminator_multipliers", "must be positive")
+        need(0 <= config.discriminator_filters <= MAX_DISCRIMINATOR_FILTERS, "discriminator_filters",
+             f"must be in [0, {MAX_DISCRIMINATOR_FILTERS}] (0: the tokenizer's)")
+        need(len(config.discriminator_multipliers) <= 16 and all(1 <= m <= 64 for m in config.discriminator_multipliers),
+             "discriminator_multipliers", "must be at most 16 values in [1, 64]")
     else:
         need(len(config.tasks) >= 1, "tasks", "name at least one task")
         unknown = [t for t in config.tasks if t not in task_lib.TASKS]
@@ -327,6 +340,10 @@ def validate(config) -> None:
         need(config.weight_decay >= 0, "weight_decay", "must be >= 0")
         need(config.grad_clip >= 0, "grad_clip", "must be >= 0 (0 turns clipping off)")
         need(0 <= config.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
+        parameters = transformer_parameters(config.transformer)
+        if parameters > MAX_PARAMETERS:
+            raise UsageError(f"the transformer settings describe {parameters:,} parameters, more than the "
+                             f"{MAX_PARAMETERS:,} allowed", "use a smaller hidden_size, mlp_dim or num_layers")
 
 
 # ================================================================== mechanics
@@ -1070,6 +1087,9 @@ def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset
         _check_resume_config(saved["config"], config)
 
     frames, resolution = source.config.num_frames, tuple(source.config.resolution)
+    if config.batch_size * frames * resolution[0] * resolution[1] > MAX_BATCH_VOXELS:
+        raise UsageError(f"batch_size {config.batch_size} of {frames}x{resolution[0]}x{resolution[1]} clips is "
+                         f"more than the {MAX_BATCH_VOXELS:,} voxels a batch may hold", "use a smaller batch_size")
     needs_classes = any(task_lib.get_task(t).class_conditional for t in config.tasks)
     dataset = _open_dataset(data, num_frames=frames, resolution=resolution, config=config,
                             class_names=saved["class_names"] if saved is not None and saved["class_names"] else None)
@@ -1089,6 +1109,7 @@ def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset
                                fps=_dataset_fps(dataset, source.config.fps),
                                training_data=str(data) if not isinstance(data, Dataset) else "")
     model_config.check()
+    check_sizes(model_config, "the transformer settings")
     torch.manual_seed(config.seed)
     magvit = Magvit(model_config).to(runtime.device)
     magvit.tokenizer.load_state_dict(source.tokenizer.state_dict())
