@@ -3,6 +3,7 @@ clip sampling, folds, seeds, the JSON result, and errors. The tests use a cheap 
 the I3D (colour statistics as features) so that the loop, not the network, is what runs (the
 I3D itself is tested in test_i3d.py); a slow test runs the real I3D from a weight file made here."""
 
+import dataclasses
 import json
 
 import av
@@ -14,10 +15,11 @@ from rich.console import Console
 from magvit_cli import i3d as i3d_module
 from magvit_cli.checkpoint import load_model
 from magvit_cli.data import VideoClipDataset
-from magvit_cli.errors import InputError, ModelError, UsageError
+from magvit_cli.errors import InputError, ModelError, UnsupportedError, UsageError
 from magvit_cli.evaluate import PROTOCOLS, TASKS, Protocol, RealClips, evaluate, format_table
 from magvit_cli.i3d import I3D
 from magvit_cli.metric_weights import save_safetensors
+from magvit_cli.model import Magvit
 
 
 def write_clip(path, frames: np.ndarray, fps: int = 8):
@@ -118,6 +120,14 @@ def test_recon_is_deterministic_and_its_fvd_compares_recon_with_real(model, clip
     result = run(model, "recon", clips, samples=3, metrics=["fvd", "psnr"])
     assert result["metrics"] == run(model, "recon", clips, samples=3, seed=9, metrics=["fvd", "psnr"])["metrics"]
     assert result["metrics"]["fvd"]["value"] > 0  # a random tokenizer does not reconstruct
+
+
+def test_a_tokenizer_only_model_evaluates_reconstruction_only(model, clips):
+    tokenizer_only = Magvit(dataclasses.replace(model.config, transformer=None, tasks=[]))
+    tokenizer_only.tokenizer.load_state_dict(model.tokenizer.state_dict())
+    assert run(tokenizer_only, "recon", clips)["metrics"] == run(model, "recon", clips)["metrics"]
+    with pytest.raises(UnsupportedError, match="tokenizer-only"):
+        run(tokenizer_only, "fp", clips)
 
 
 def test_protocol_presets_set_clips_decoding_and_best_of(model, clips):
