@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from magvit_cli.checkpoint import check_sizes
 from magvit_cli.errors import ModelError, UnsupportedError, UsageError
 from magvit_cli.model import Magvit, ModelConfig
 from magvit_cli.tokenizer import TOKENIZER_PRESETS, TokenizerConfig
@@ -68,7 +69,10 @@ def _read_msgpack(path: Path) -> dict:
         raise ModelError(f"{path} is not a readable Flax msgpack checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(tree, dict):
         raise ModelError(f"{path} does not hold a Flax train state (top level is {type(tree).__name__})")
-    return _unchunk(tree)
+    try:
+        return _unchunk(tree)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ModelError(f"{path} holds a damaged chunked array ({type(e).__name__}: {e})") from None
 
 
 def _ext_hook(code: int, data: bytes):
@@ -310,7 +314,12 @@ def transformer_state_dict(checkpoint: dict) -> dict[str, torch.Tensor]:
 
 def load_converted(module: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     """Strict load with errors that name the tensor (`what` prefixes the names, e.g. 'tokenizer')."""
-    expected = module.state_dict()
+    check_converted(module.state_dict(), state, what)
+    module.load_state_dict(state, strict=True)
+
+
+def check_converted(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], what: str) -> None:
+    """Every tensor of `expected` (a state dict, possibly on the meta device) is in `state`, with its shape."""
     for name, tensor in expected.items():
         if name not in state:
             raise ModelError(f"the checkpoint has no tensor for {what}.{name} {tuple(tensor.shape)}")
@@ -324,7 +333,6 @@ def load_converted(module: nn.Module, state: dict[str, torch.Tensor], what: str)
     if extra:
         raise ModelError(f"the checkpoint has {what}.{extra[0]}, which the configured model lacks",
                          hint="the config does not match the checkpoint")
-    module.load_state_dict(state, strict=True)
 
 
 # ---------------------------------------------------------------------------
@@ -585,6 +593,12 @@ def convert(
     if dataset_configs.get("frame_rate"):
         description["fps"] = dataset_configs["frame_rate"]
     model_config = ModelConfig.from_dict(description)  # validates values and cross-checks the two stages
+    check_sizes(model_config, "the official config")
+    with torch.device("meta"):  # shapes are compared before the model takes any memory
+        skeleton = Magvit(model_config)
+    check_converted(skeleton.tokenizer.state_dict(), tokenizer_state, "tokenizer")
+    if transformer_state is not None:
+        check_converted(skeleton.transformer.state_dict(), transformer_state, "transformer")
     model = Magvit(model_config)
     load_converted(model.tokenizer, tokenizer_state, "tokenizer")
     if transformer_state is not None:
@@ -610,7 +624,7 @@ def _official_configs(config: dict | str | Path, transformer_checkpoint: dict | 
         raise UsageError(f"config {text} is neither a preset ({', '.join(OFFICIAL_PRESETS)}) nor a JSON file")
     try:
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad UTF-8, JSON or integer
         raise ModelError(f"cannot read official config {path}: {e}") from None
     if not isinstance(data, dict) or not ({"tokenizer_config", "transformer_config"} & set(data)):
         raise ModelError(f"{path} must be a JSON object with 'tokenizer_config' and/or 'transformer_config'")
