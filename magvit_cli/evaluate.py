@@ -35,7 +35,7 @@ from . import tasks
 from .c3d import load_c3d
 from .data import VideoClipDataset, decode_frames, resize_crop, seed_for
 from .errors import InputError, OutputError, UsageError
-from .i3d import load_i3d, resize_bilinear
+from .i3d import installed_weights, load_i3d, resize_bilinear
 from .lpips import load_lpips
 from .metrics import best_of, frechet_distance_folds, inception_score_folds, mean_folds, psnr, ssim
 from .model import DecodeOptions, Magvit
@@ -201,9 +201,12 @@ def evaluate(
     clips = RealClips(dataset, protocol, config.num_frames, seed)
     per_fold = protocol.samples or len(clips)
     total = per_fold * protocol.folds
+    if "fvd" in chosen and per_fold < 2:
+        raise UsageError(f"FVD needs at least 2 samples per fold, got {per_fold}",
+                         hint="raise --samples, or give more videos")
 
     device = model.device
-    networks = _load_networks(chosen, i3d, c3d, lpips, device)
+    networks, sources = _load_networks(chosen, i3d, c3d, lpips, device)
     real_features: dict[int, torch.Tensor] = {}
     collected: dict[str, list[torch.Tensor]] = {name: [] for name in chosen}
     real_collected: list[torch.Tensor] = []
@@ -271,8 +274,7 @@ def evaluate(
         "batch_size": batch_size,
         "composite": composite,
         "device": str(device),
-        "feature_extractors": {name: str(value) for name, value in (("fvd", i3d), ("is", c3d), ("lpips", lpips))
-                               if name in chosen},
+        "feature_extractors": sources,
         "seconds": round(time.perf_counter() - started, 3),
     }
     if output is not None:
@@ -352,15 +354,19 @@ def _choose_metrics(task_id: str | None, protocol: Protocol, metrics: Sequence[s
     return list(dict.fromkeys(chosen))
 
 
-def _load_networks(chosen: list[str], i3d, c3d, lpips, device) -> dict[str, torch.nn.Module]:
-    networks = {}
-    if "fvd" in chosen:
-        networks["fvd"] = i3d.to(device) if isinstance(i3d, torch.nn.Module) else load_i3d(i3d, device)
-    if "is" in chosen:
-        networks["is"] = c3d.to(device) if isinstance(c3d, torch.nn.Module) else load_c3d(c3d, device)
-    if "lpips" in chosen:
-        networks["lpips"] = lpips.to(device) if isinstance(lpips, torch.nn.Module) else load_lpips(lpips, device)
-    return networks
+def _load_networks(chosen: list[str], i3d, c3d, lpips, device) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
+    """The metric networks the chosen metrics need, and where each came from (for the result)."""
+    networks, sources = {}, {}
+    if "fvd" in chosen and i3d is None:
+        i3d = installed_weights()  # load_i3d explains what to supply when this is None too
+    for metric, given, loader in (("fvd", i3d, load_i3d), ("is", c3d, load_c3d), ("lpips", lpips, load_lpips)):
+        if metric not in chosen:
+            continue
+        if isinstance(given, torch.nn.Module):
+            networks[metric], sources[metric] = given.to(device), f"{type(given).__name__} given in memory"
+        else:
+            networks[metric], sources[metric] = loader(given, device), str(given)
+    return networks, sources
 
 
 def _generate(model: Magvit, task_id: str | None, real: torch.Tensor, labels: torch.Tensor | None,

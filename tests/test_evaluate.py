@@ -182,6 +182,7 @@ def test_output_json_is_written(model, clips, tmp_path):
     path = tmp_path / "result.json"
     result = run(model, "fi", clips, output=path)
     assert json.loads(path.read_text()) == json.loads(json.dumps(result))
+    assert result["feature_extractors"] == {"fvd": "StubI3D given in memory"}
 
 
 def test_errors_are_clear(model, clips, tmp_path, monkeypatch):
@@ -195,6 +196,8 @@ def test_errors_are_clear(model, clips, tmp_path, monkeypatch):
         run(model, "cg", clips, metrics=["fvd", "psnr"])
     with pytest.raises(UsageError, match="--folds"):
         run(model, "fp", clips, folds=0)
+    with pytest.raises(UsageError, match="at least 2 samples per fold"):
+        run(model, "fp", clips, samples=1)
     with pytest.raises(ModelError, match="--c3d"):
         run(model, "cg", clips, protocol="ucf-cg")
     monkeypatch.setattr(i3d_module, "installed_weights", lambda: None)
