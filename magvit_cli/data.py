@@ -336,11 +336,15 @@ class TokenCache(Dataset):
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
-        meta = json.loads((self.folder / "meta.json").read_text())
+        try:
+            meta = json.loads((self.folder / "meta.json").read_text())
+            self.tokens = _load_ids(self.folder / "tokens.npy")
+            self.labels = _load_ids(self.folder / "labels.npy")
+            self.cond = {name: _load_ids(self.folder / f"cond_{name}.npy") for name in meta["conditions"]}
+        except (OSError, ValueError, RecursionError, KeyError, TypeError) as error:
+            raise InputError(f"the token cache {self.folder} is damaged ({type(error).__name__}: {error})",
+                             "delete the folder: it is rebuilt on the next run") from None
         self.meta = meta
-        self.tokens = _load_ids(self.folder / "tokens.npy")
-        self.labels = _load_ids(self.folder / "labels.npy")
-        self.cond = {name: _load_ids(self.folder / f"cond_{name}.npy") for name in meta["conditions"]}
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -353,7 +357,7 @@ class TokenCache(Dataset):
         path = Path(folder) / "meta.json"
         try:
             return json.loads(path.read_text()) == json.loads(json.dumps(meta))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):  # unreadable: rebuilt
             return False
 
     @staticmethod
