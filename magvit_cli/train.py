@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import signal
 import threading
 import time
@@ -586,7 +587,12 @@ def _prepare_run_folder(out_dir: Path, resume: bool, runtime: Runtime) -> dict |
         try:
             return torch.load(state_path, map_location="cpu", weights_only=True)
         except Exception as error:  # corrupt or foreign file
-            raise ModelError(f"cannot read {state_path}: {error}") from None
+            if isinstance(error, pickle.UnpicklingError) and "weights only" in str(error).lower():
+                raise ModelError(f"{state_path} holds Python objects, not just tensors: refusing to load it "
+                                 "(loading would run code from the file)",
+                                 "resume only from a run folder this tool wrote") from None
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ModelError(f"cannot read {state_path}: {reason}", "the file is damaged; start a new run") from None
     if state_path.exists():
         raise OutputError(f"{out_dir} already holds a training run",
                           "pass --resume to continue it, or choose another output folder")

@@ -514,3 +514,352 @@ def test_negative_dilation(own_clip, tiny_model_dir, tmp_path, capsys, no_model_
     run = cli(["inpaint", own_clip, "--dilate", "-1", "--model", tiny_model_dir, "-o", tmp_path / "o.mp4"], capsys)
     assert_refused(run, errors.EXIT_USAGE, "--dilate")
     assert listing(tmp_path) == ["input"]
+
+
+# ----------------------------------------------------------------------------- option values
+
+
+def _option(args, code, mentions, name=None, **kwargs):
+    return pytest.param(args, code, mentions, id=name or " ".join(args), **kwargs)
+
+
+def _click(args, name=None):
+    """A value Click itself rejects (wrong type, unknown option, missing argument)."""
+    return _option(args, errors.EXIT_USAGE, None, name,
+                   marks=pytest.mark.xfail(strict=True, reason=CLICK_USAGE_BLOCK))
+
+
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+OPTIONS = [  # arguments after the command (CLIP = the input), exit code, text the message names
+    _option(["predict", "CLIP", "--frames", "0"], errors.EXIT_USAGE, "--frames"),
+    _option(["predict", "CLIP", "--frames", "-1"], errors.EXIT_USAGE, "--frames"),
+    _option(["predict", "CLIP", "--frames", str(10 ** 12)], errors.EXIT_USAGE, "--frames", marks=pytest.mark.xfail(
+        strict=True, reason="cli.py/editing.py: --frames has no upper bound, so 10**12 starts a run that never "
+                            "ends (and fills the disk); refuse values past a sane limit (e.g. 100000) up front")),
+    _option(["predict", "CLIP", "--cond-frames", "0"], errors.EXIT_USAGE, "--cond-frames"),
+    _option(["predict", "CLIP", "--cond-frames", "1000"], errors.EXIT_USAGE, "--cond-frames"),
+    _option(["predict", "CLIP", "--class", "99"], errors.EXIT_USAGE, "99"),
+    _option(["predict", "CLIP", "--class", "-1"], errors.EXIT_USAGE, "-1"),
+    _option(["predict", "CLIP", "--class", "no-such-class"], errors.EXIT_USAGE, "no-such-class"),
+    _option(["predict", "CLIP", "--class", " "], errors.EXIT_USAGE, "class"),
+    _option(["generate", "--class", "99"], errors.EXIT_USAGE, "99"),
+    _option(["generate", "--class", "0", "--count", "0"], errors.EXIT_USAGE, "--count"),
+    _option(["generate", "--class", "0", "--count", "100000"], errors.EXIT_USAGE, "--count"),
+    _option(["interpolate", "CLIP", "--fps", "0"], errors.EXIT_USAGE, "frame rate"),
+    _option(["interpolate", "CLIP", "--fps", "-5"], errors.EXIT_USAGE, "frame rate"),
+    _option(["interpolate", "CLIP", "--fps", "abc"], errors.EXIT_USAGE, "abc"),
+    _option(["interpolate", "CLIP", "--fps", "nan"], errors.EXIT_USAGE, "nan"),
+    _option(["interpolate", "CLIP", "--fps", "inf"], errors.EXIT_USAGE, "inf"),
+    _option(["interpolate", "CLIP", "--fps", "1e9"], errors.EXIT_USAGE, "1e9"),
+    _option(["interpolate", "CLIP", "--fps", "30/0"], errors.EXIT_USAGE, "30/0"),
+    _option(["interpolate", "CLIP", "--fps", "6"], errors.EXIT_USAGE, "--fps"),  # below the input's 12
+    _option(["interpolate", "CLIP", "--factor", "0"], errors.EXIT_USAGE, "--factor"),
+    _option(["interpolate", "CLIP", "--factor", str(10 ** 9)], errors.EXIT_USAGE, "1000000000"),
+    _option(["interpolate", "CLIP", "--factor", "2", "--fps", "24"], errors.EXIT_USAGE, "--fps"),
+    _option(["predict", "CLIP", "--steps", "0"], errors.EXIT_USAGE, "--steps"),
+    _option(["predict", "CLIP", "--steps", "100000"], errors.EXIT_USAGE, "--steps"),
+    _option(["predict", "CLIP", "--temperature", "-1"], errors.EXIT_USAGE, "temperature"),
+    _option(["predict", "CLIP", "--temperature", "nan"], errors.EXIT_USAGE, "--temperature", marks=pytest.mark.xfail(
+        strict=True, reason="model.py: DecodeOptions.check names '--choice-temperature', an option the CLI does "
+                            "not have; the CLI's option is --temperature")),
+    _option(["predict", "CLIP", "--guidance", "-1"], errors.EXIT_USAGE, "--guidance"),
+    _option(["predict", "CLIP", "--guidance", "nan"], errors.EXIT_USAGE, "--guidance"),
+    _option(["predict", "CLIP", "--schedule", "bogus"], errors.EXIT_USAGE, "bogus"),
+    _option(["predict", "CLIP", "--seed", str(2 ** 100)], errors.EXIT_USAGE, "--seed", marks=pytest.mark.xfail(
+        strict=True, reason="cli.py/model.py: a seed past 2**63 reaches torch.Generator.manual_seed and ends as an "
+                            "internal error (ValueError: Overflow when unpacking long long); bound --seed in "
+                            "DecodeOptions.check")),
+    _option(["predict", "CLIP", "--dtype", "float16"], errors.EXIT_USAGE, "float16"),
+    _option(["outpaint", "CLIP", "--amount", "-10"], errors.EXIT_USAGE, "--amount"),
+    _option(["outpaint", "CLIP", "--amount", "abc"], errors.EXIT_USAGE, "abc"),
+    _option(["outpaint", "CLIP", "--amount", "0"], errors.EXIT_USAGE, "--amount"),
+    _option(["outpaint", "CLIP", "--amount", "500%"], errors.EXIT_USAGE, "500%"),
+    _option(["outpaint", "CLIP", "--amount", "100000"], errors.EXIT_USAGE, "100000"),
+    _option(["outpaint", "CLIP", "--direction", "sideways"], errors.EXIT_USAGE, "sideways"),
+    _option(["inpaint", "CLIP", "--start", "-1"], errors.EXIT_USAGE, "--start"),
+    _option(["inpaint", "CLIP", "--start", "nan"], errors.EXIT_USAGE, "--start"),
+    _option(["inpaint", "CLIP", "--start", "1000"], errors.EXIT_USAGE, "--start"),
+    _option(["inpaint", "CLIP", "--start", "0.5", "--end", "0.2"], errors.EXIT_USAGE, "--end"),
+    _option(["inpaint", "CLIP", "--window", "0"], errors.EXIT_USAGE, "--window"),
+    _option(["inpaint", "CLIP", "--window", "100000"], errors.EXIT_USAGE, "--window"),
+    _option(["inpaint", "CLIP", "--overlap", "-1"], errors.EXIT_USAGE, "--overlap"),
+    _option(["inpaint", "CLIP", "--overlap", "50"], errors.EXIT_USAGE, "--overlap"),
+    _option(["inpaint", "CLIP", "--batch", "0"], errors.EXIT_USAGE, "--batch"),
+    _option(["predict", "CLIP", "--device", "tpu"], errors.EXIT_USAGE, "tpu"),
+    _option(["predict", "CLIP", "--device", ""], errors.EXIT_USAGE, "device"),
+    _option(["predict", "CLIP", "--device", "cuda"], errors.EXIT_UNSUPPORTED, "CUDA", marks=NO_CUDA),
+    _option(["predict", "CLIP", "--device", "cuda:99"], errors.EXIT_UNSUPPORTED, "CUDA", marks=NO_CUDA),
+    _option(["train", "tokenizer", "CLIP", "-o", "RUN", "--device", "cuda"], errors.EXIT_UNSUPPORTED, "CUDA",
+            "train --device cuda", marks=NO_CUDA),
+    _click(["predict", "CLIP", "--frames", "abc"]),
+    _click(["predict", "CLIP", "--steps", "1.5"]),
+    _click(["predict", "CLIP", "--no-such-option"]),
+    _click(["predict"], "predict without an input"),
+    _click(["generate"], "generate without --class"),
+]
+
+
+@pytest.mark.parametrize("args, code, mentions", OPTIONS)
+def test_option_value(args, code, mentions, own_clip, tiny_model_dir, tmp_path, capsys, no_model_work):
+    args = [own_clip if a == "CLIP" else tmp_path / "run" if a == "RUN" else a for a in args]
+    before = fingerprint(tmp_path)
+    extra = [] if args[0] == "train" else ["--model", tiny_model_dir, "-o", tmp_path / "out.mp4"]
+    try:
+        run = cli([*args, *extra], capsys)
+    except ModelRan:
+        pytest.fail(f"{args} ran the model instead of being refused")
+    assert_refused(run, code, *([mentions] if mentions else []))
+    assert fingerprint(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------- model folders
+
+
+def _edit_config(change):
+    def damage(folder: Path) -> Path:
+        config = json.loads((folder / "config.json").read_text())
+        change(config)
+        (folder / "config.json").write_text(json.dumps(config))
+        return folder
+    return damage
+
+
+def _write_file(name: str, data: bytes):
+    def damage(folder: Path) -> Path:
+        (folder / name).write_bytes(data)
+        return folder
+    return damage
+
+
+def _remove(name: str):
+    def damage(folder: Path) -> Path:
+        (folder / name).unlink()
+        return folder
+    return damage
+
+
+def _truncate_weights(folder: Path) -> Path:
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:5000])
+    return folder
+
+
+def _header_bomb(folder: Path) -> Path:
+    """A header that claims 2**60 bytes."""
+    (folder / "model.safetensors").write_bytes((1 << 60).to_bytes(8, "little") + b"{}")
+    return folder
+
+
+def _weights_of(change):
+    def damage(folder: Path) -> Path:
+        state = load_file(str(folder / "model.safetensors"))
+        save_file(change(state), str(folder / "model.safetensors"))
+        return folder
+    return damage
+
+
+def _terabyte_transformer(config):
+    config["transformer"].update(hidden_size=1 << 15, num_heads=1, num_layers=512, mlp_dim=1 << 17)
+
+
+def _terabyte_clips(config):
+    config.update(transformer=None, tasks=[], class_names=[], num_frames=1024, resolution=[8192, 8192])
+
+
+MODELS = {  # damage to a copy of the tiny model -> text the message names
+    "missing folder": (lambda f: f.parent / "nowhere", "does not exist"),
+    "file, not folder": (lambda f: f / "config.json", "is a file"),
+    "no config.json": (_remove("config.json"), "config.json"),
+    "config not JSON": (_write_file("config.json", b"{not json"), "JSON"),
+    "config binary": (_write_file("config.json", bytes(range(256))), "config.json"),
+    "config empty": (_write_file("config.json", b""), "JSON"),
+    "config a list": (_write_file("config.json", b"[1, 2, 3]"), "object"),
+    "config nested 100000 deep": (_write_file("config.json", b"[" * 100_000 + b"]" * 100_000), "config.json"),
+    "config 10 MB": (_write_file("config.json", b" " * 10_000_001 + b"{}"), "large"),
+    "config 5000-digit number": (_write_file("config.json", b'{"num_frames": 1' + b"0" * 5000 + b"}"), "config.json"),
+    "config wrong type": (_edit_config(lambda c: c.update(num_frames="16")), "num_frames"),
+    "config unknown key": (_edit_config(lambda c: c.update(exec="rm -rf /")), "exec"),
+    "config future version": (_edit_config(lambda c: c.update(format_version=99)), "99"),
+    "config infinite fps": (_edit_config(lambda c: c.update(fps=float("inf"))), "fps"),
+    "config terabyte transformer": (_edit_config(_terabyte_transformer), "parameters"),
+    "config terabyte clips": (_edit_config(_terabyte_clips), "voxels"),
+    "config mismatched to weights": (_edit_config(lambda c: c["tokenizer"].update(embedding_dim=8)), "shape"),
+    "no model.safetensors": (_remove("model.safetensors"), "model.safetensors"),
+    "zero-byte weights": (_write_file("model.safetensors", b""), "model.safetensors"),
+    "truncated weights": (_truncate_weights, "model.safetensors"),
+    "random weights file": (_write_file("model.safetensors", bytes(range(256)) * 64), "model.safetensors"),
+    "header bomb": (_header_bomb, "model.safetensors"),
+    "missing tensor": (_weights_of(lambda s: {k: v for k, v in s.items() if "head_bias" not in k}), "head_bias"),
+    "extra tensor": (_weights_of(lambda s: {**s, "backdoor.weight": torch.zeros(1)}), "backdoor.weight"),
+    "integer tensors": (_weights_of(lambda s: {k: v.to(torch.int32) for k, v in s.items()}), "dtype"),
+}
+
+
+@pytest.mark.parametrize("damage", MODELS)
+def test_damaged_model_folder(damage, own_clip, tiny_model_dir, tmp_path, capsys, no_model_work):
+    import resource
+
+    model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    make, mentions = MODELS[damage]
+    model = make(model)
+    before = fingerprint(tmp_path)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    run = cli(["predict", own_clip, "--model", model, "-o", tmp_path / "out.mp4"], capsys)
+    assert_refused(run, errors.EXIT_MODEL, mentions)
+    assert time.perf_counter() - started < 10  # fails fast, before building anything big
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 1 << 20  # kB: under 1 GB more at peak
+    assert fingerprint(tmp_path) == before
+
+
+def test_model_size_formula_matches_the_module(tiny_model_dir):
+    from magvit_cli.checkpoint import read_config, transformer_parameters
+    from magvit_cli.transformer import Transformer, TransformerConfig
+
+    for config in (read_config(tiny_model_dir).transformer, TransformerConfig(),
+                   TransformerConfig(multi_task=False, num_classes=101, num_layers=3)):
+        with torch.device("meta"):
+            module = Transformer(config)
+        assert transformer_parameters(config) == sum(p.numel() for p in module.parameters())
+
+
+def test_unknown_hub_id_offline(own_clip, tmp_path, capsys, monkeypatch, no_model_work):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for args in (["predict", own_clip, "--model", "nobody/no-such-model-3f9c"], ["download", "nobody/no-such-model-3f9c"]):
+        run = cli(args, capsys)
+        assert_refused(run, errors.EXIT_MODEL, "nobody/no-such-model-3f9c")
+    assert "HF_HUB_OFFLINE" in run.err or "offline" in run.err.lower()
+    assert listing(own_clip.parent) == ["clip.mp4"]
+
+
+def test_missing_default_model(own_clip, tmp_path, capsys, monkeypatch, no_model_work):
+    monkeypatch.setenv("MAGVIT_DEFAULT_MODEL", str(tmp_path / "not-installed"))
+    run = cli(["predict", own_clip], capsys)
+    assert_refused(run, errors.EXIT_MODEL, "default model")
+    assert listing(own_clip.parent) == ["clip.mp4"]
+
+
+# ----------------------------------------------------------------------------- pickles
+
+
+class Payload:
+    """Unpickling this creates a folder: the proof that a file's code ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+@pytest.fixture
+def marker(tmp_path):
+    path = tmp_path / "pwned"
+    yield path
+    assert not path.exists(), "a pickle in a file was executed"
+
+
+def test_pickle_as_model_weights(own_clip, tiny_model_dir, tmp_path, capsys, marker, no_model_work):
+    model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    torch.save({"state_dict": Payload(marker)}, model / "model.safetensors")
+    run = cli(["predict", own_clip, "--model", model, "-o", tmp_path / "out.mp4"], capsys)
+    assert_refused(run, errors.EXIT_MODEL, "model.safetensors")
+    (model / "model.safetensors").unlink()
+    torch.save({"state_dict": Payload(marker)}, model / "pytorch_model.bin")  # a folder in the PyTorch format
+    run = cli(["predict", own_clip, "--model", model, "-o", tmp_path / "out.mp4"], capsys)
+    assert_refused(run, errors.EXIT_MODEL, "model.safetensors")
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_pickle_as_training_state(tmp_path, capsys, marker):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save({"step": 1, "trap": Payload(marker)}, run_dir / "training_state.pt")
+    before = fingerprint(run_dir)
+    run = cli(["train", "tokenizer", tmp_path, "-o", run_dir, "--preset", "tiny", "--resume", "-q"], capsys)
+    assert_refused(run, errors.EXIT_MODEL, "training_state.pt", "refusing")
+    assert fingerprint(run_dir) == before
+
+
+def test_pickle_as_official_checkpoint(tmp_path, capsys, marker):
+    checkpoint = tmp_path / "checkpoint_100"
+    checkpoint.write_bytes(pickle.dumps({"ema_params": Payload(marker)}))
+    run = cli(["convert", "--config", "bair-b", "--tokenizer", checkpoint, "-o", tmp_path / "model"], capsys)
+    assert_refused(run, errors.EXIT_MODEL, "checkpoint_100")
+    assert listing(tmp_path) == ["checkpoint_100"]
+
+
+def test_pickle_in_token_files(tiny_model_dir, tmp_path, capsys, marker):
+    tokens = tmp_path / "tokens.npz"
+    np.savez(tokens, codes=np.array([Payload(marker)], dtype=object))
+    run = cli(["reconstruct", tokens, "--model", tiny_model_dir, "-o", tmp_path / "out.mp4"], capsys)
+    assert_refused(run, errors.EXIT_INPUT, "tokens.npz")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "meta.json").write_text(json.dumps({"conditions": []}))
+    for name in ("tokens.npy", "labels.npy"):
+        np.save(cache / name, np.array([Payload(marker)], dtype=object), allow_pickle=True)
+    from magvit_cli.data import TokenCache
+
+    with pytest.raises(errors.InputError, match="token cache"):
+        TokenCache(cache)
+    assert sorted(listing(tmp_path)) == ["cache", "tokens.npz"]
+
+
+# ----------------------------------------------------------------------------- official checkpoints
+
+
+def _msgpack_file(tree) -> bytes:
+    return msgpack.packb(tree, use_bin_type=True)
+
+
+CHECKPOINTS = {  # --tokenizer file content -> text the message names
+    "random bytes": (bytes(range(256)) * 16, "checkpoint_1"),
+    "empty": (b"", "checkpoint_1"),
+    "a msgpack list": (_msgpack_file([1, 2, 3]), "list"),
+    "a damaged chunked array": (_msgpack_file({"ema_params": {"__msgpack_chunked_array__": True, "shape": 5}}),
+                                "chunked"),
+    "an array of object dtype": (_msgpack_file({"ema_params": msgpack.ExtType(1, msgpack.packb([[1], "O", b"x"]))}),
+                                 "checkpoint_1"),
+    "no parameters": (_msgpack_file({"step": 3}), "ema_params"),
+}
+
+
+@pytest.mark.parametrize("case", CHECKPOINTS)
+def test_damaged_official_checkpoint(case, tmp_path, capsys):
+    data, mentions = CHECKPOINTS[case]
+    (tmp_path / "checkpoint_1").write_bytes(data)
+    run = cli(["convert", "--config", "bair-b", "--tokenizer", tmp_path / "checkpoint_1", "-o", tmp_path / "m"],
+              capsys)
+    assert_refused(run, errors.EXIT_MODEL, mentions)
+    assert listing(tmp_path) == ["checkpoint_1"]
+
+
+@pytest.mark.parametrize("case, text, code", [
+    ("nested", "[" * 100_000 + "]" * 100_000, errors.EXIT_MODEL),
+    ("huge filters", json.dumps({"tokenizer_config": {"vqvae": {"filters": 10 ** 9}}}), errors.EXIT_MODEL),
+    ("not an object", "[]", errors.EXIT_MODEL),
+])
+def test_hostile_official_config(case, text, code, tmp_path, capsys):
+    from magvit_cli.convert import official_preset
+
+    if case == "huge filters":
+        config = official_preset("bair-b")
+        config["tokenizer_config"]["vqvae"]["filters"] = 10 ** 9
+        text = json.dumps(config)
+    (tmp_path / "official.json").write_text(text)
+    (tmp_path / "checkpoint_1").write_bytes(_msgpack_file({"step": 3}))
+    run = cli(["convert", "--config", tmp_path / "official.json", "--tokenizer", tmp_path / "checkpoint_1",
+               "-o", tmp_path / "m"], capsys)
+    assert_refused(run, code)
+    assert listing(tmp_path) == ["checkpoint_1", "official.json"]
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 100])
+def test_damaged_training_state(content, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "training_state.pt").write_bytes(content)
+    run = cli(["train", "tokenizer", tmp_path, "-o", run_dir, "--preset", "tiny", "--resume", "-q"], capsys)
+    assert_refused(run, errors.EXIT_MODEL, "training_state.pt")
+    assert listing(run_dir) == ["training_state.pt"]
