@@ -73,11 +73,13 @@ class LPIPS(nn.Module):
     def videos(self, a: torch.Tensor, b: torch.Tensor, chunk: int = 32) -> torch.Tensor:
         """Mean over frames of the per-frame distance, for videos [B, 3, T, H, W] in [0, 1] -> [B] float64."""
         if a.shape != b.shape or a.dim() != 5:
-            raise ValueError(f"expected two videos [B, 3, T, H, W] of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+            raise ValueError(f"expected two videos [B, 3, T, H, W] of one shape, "
+                             f"got {tuple(a.shape)} and {tuple(b.shape)}")
         device = self.lin0.weight.device
         frames_a = a.transpose(1, 2).flatten(0, 1)
         frames_b = b.transpose(1, 2).flatten(0, 1)
-        scores = torch.cat([self(frames_a[i:i + chunk].to(device, torch.float32), frames_b[i:i + chunk].to(device, torch.float32))
+        scores = torch.cat([self(frames_a[i:i + chunk].to(device, torch.float32),
+                                 frames_b[i:i + chunk].to(device, torch.float32))
                             for i in range(0, frames_a.shape[0], chunk)])
         return scores.double().view(a.shape[0], a.shape[2]).mean(dim=1).cpu()
 

@@ -82,7 +82,8 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], what: str, hint
     if missing or unexpected:
         name, kind = (missing[0], "lack") if missing else (unexpected[0], "have an unexpected")
         count = len(missing or unexpected)
-        raise ModelError(f"{what} {kind} tensor {name!r}" + (f" (and {count - 1} more)" if count > 1 else ""), hint=hint)
+        more = f" (and {count - 1} more)" if count > 1 else ""
+        raise ModelError(f"{what} {kind} tensor {name!r}{more}", hint=hint)
     for name, ref in expected.items():
         if tuple(state[name].shape) != tuple(ref.shape):
             raise ModelError(f"{what}: tensor {name!r} has shape {list(state[name].shape)}, expected {list(ref.shape)}",

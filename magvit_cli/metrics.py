@@ -79,7 +79,8 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
     |mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a^1/2 S_b S_a^1/2)^1/2), with unbiased covariances."""
     a, b = features_a.detach().double().cpu(), features_b.detach().double().cpu()
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"expected two feature matrices [N, D] of one width, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(f"expected two feature matrices [N, D] of one width, "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.shape[0] < 2 or b.shape[0] < 2:
         raise ValueError("the Fréchet distance needs at least 2 samples per set")
     mean_a, mean_b = a.mean(0), b.mean(0)
@@ -117,7 +118,8 @@ def split_folds(values: torch.Tensor, folds: int) -> list[torch.Tensor]:
 def fold_stats(scores: list[float]) -> dict:
     """Mean and (population) standard deviation of per-fold scores, as the official numpy reductions."""
     values = torch.tensor(scores, dtype=torch.float64)
-    return {"value": float(values.mean()), "std": float(values.std(unbiased=False)), "folds": [float(v) for v in values]}
+    return {"value": float(values.mean()), "std": float(values.std(unbiased=False)),
+            "folds": [float(v) for v in values]}
 
 
 def frechet_distance_folds(real: torch.Tensor, generated: torch.Tensor, folds: int) -> dict:

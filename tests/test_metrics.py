@@ -161,7 +161,8 @@ def test_frechet_distance_matches_a_direct_computation():
     tr_sqrt = np.sqrt(np.clip(np.linalg.eigvals(s1 @ s2).real, 0, None)).sum()
     expected = ((x.mean(0) - y.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt
     assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-9)
-    assert frechet_distance(a.float(), b.float()) == pytest.approx(expected, rel=1e-5)  # float32 features: rounding only
+    # float32 features: float32 rounding only
+    assert frechet_distance(a.float(), b.float()) == pytest.approx(expected, rel=1e-5)
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero_and_needs_two_samples():
@@ -199,8 +200,9 @@ def test_folds_are_contiguous_and_std_is_the_population_std():
 
 
 def test_fold_metrics_score_each_fold_separately():
-    a = torch.cat([gaussian_samples([0.0, 0.0], [1.0, 1.0], n=20, seed=6), gaussian_samples([0.0, 0.0], [1.0, 1.0], n=20, seed=7)])
-    b = torch.cat([gaussian_samples([1.0, 0.0], [1.0, 1.0], n=20, seed=8), gaussian_samples([0.0, 3.0], [1.0, 1.0], n=20, seed=9)])
+    unit = [1.0, 1.0]
+    a = torch.cat([gaussian_samples([0.0, 0.0], unit, n=20, seed=6), gaussian_samples([0.0, 0.0], unit, n=20, seed=7)])
+    b = torch.cat([gaussian_samples([1.0, 0.0], unit, n=20, seed=8), gaussian_samples([0.0, 3.0], unit, n=20, seed=9)])
     result = frechet_distance_folds(a, b, 2)
     assert result["folds"] == pytest.approx([1.0, 9.0], abs=1e-9)
     assert result["value"] == pytest.approx(5.0, abs=1e-9) and result["std"] == pytest.approx(4.0, abs=1e-9)
