@@ -863,3 +863,99 @@ def test_damaged_training_state(content, tmp_path, capsys):
     run = cli(["train", "tokenizer", tmp_path, "-o", run_dir, "--preset", "tiny", "--resume", "-q"], capsys)
     assert_refused(run, errors.EXIT_MODEL, "training_state.pt")
     assert listing(run_dir) == ["training_state.pt"]
+
+
+# ----------------------------------------------------------------------------- signals
+
+ENTRY = [sys.executable, "-c", "from magvit_cli.cli import entry; entry()"]
+TINY_TRAINING = ["num_frames=4", "resolution=16,16", "tokenizer.channel_multipliers=1,1",
+                 "tokenizer.temporal_downsample=true", "tokenizer.embedding_dim=8", "tokenizer.codebook_size=32",
+                 "batch_size=1", "num_workers=0", "log_every=1", "save_every=0", "preview_every=0",
+                 "warmup_steps=1", "adversarial_weight=0", "steps=100000"]
+
+
+def start(args: list) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([*ENTRY, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
+def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            pytest.fail(f"the process ended (exit {process.returncode}) before {what}: {process.stderr.read()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def finish(process: subprocess.Popen, timeout: float = 60) -> Run:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        pytest.fail(f"the process did not stop within {timeout} s of the signal: {err}")
+    return Run(process.returncode, out, err)
+
+
+SIGNALS = [(signal.SIGINT, errors.EXIT_INTERRUPTED), (signal.SIGTERM, 143)]
+
+
+def test_signal_in_the_middle_of_a_task(own_clip, tiny_model_dir, tmp_path):
+    """SIGINT and SIGTERM while a long prediction is being written (both runs at once): exit
+    130 / 143, one line, the input untouched and no output, not even the hidden temporary file."""
+    before = fingerprint(own_clip.parent)
+    runs = []
+    for sig, code in SIGNALS:
+        out_dir = tmp_path / f"out-{sig.name}"
+        out_dir.mkdir()
+        process = start(["predict", own_clip, "--frames", "600", "--steps", "2", "--model", tiny_model_dir,
+                         "--device", "cpu", "-o", out_dir / "long.mp4"])
+        runs.append((sig, code, out_dir, process))
+    for sig, code, out_dir, process in runs:
+        wait_for(lambda: any(name.startswith(".long.mp4") for name in os.listdir(out_dir)), process,
+                 "the output was being written")
+        process.send_signal(sig)
+    for sig, code, out_dir, process in runs:
+        run = finish(process)
+        assert_refused(run, code)
+        assert listing(out_dir) == [], sig.name
+    assert fingerprint(own_clip.parent) == before
+
+
+def test_signal_in_the_middle_of_training(tmp_path):
+    """SIGINT and SIGTERM after the first training steps (both runs at once): exit 130 / 143, one
+    line, the data untouched, and a checkpoint in the run folder that loads."""
+    from magvit_cli import train
+    from magvit_cli.checkpoint import load_model
+
+    data = tmp_path / "data" / "class_a"
+    data.mkdir(parents=True)
+    for i in range(2):
+        hc.encode(data / f"clip{i}.mp4", hc.pattern(8, 16, 16, seed=40 * i))
+    before = fingerprint(data.parent)
+    settings = [item for value in TINY_TRAINING for item in ("--set", value)]
+    runs = []
+    for sig, code in SIGNALS:
+        run_dir = tmp_path / f"run-{sig.name}"
+        process = start(["train", "tokenizer", data.parent, "-o", run_dir, "--preset", "tiny", *settings,
+                         "--device", "cpu", "-q"])
+        runs.append((sig, code, run_dir, process))
+    for sig, code, run_dir, process in runs:
+        metrics = run_dir / train.METRICS_FILE
+        wait_for(lambda: metrics.is_file() and metrics.read_text().count("\n") >= 2, process, "two training steps")
+        process.send_signal(sig)
+    for sig, code, run_dir, process in runs:
+        run = finish(process)
+        assert_refused(run, code)
+        names = listing(run_dir)
+        assert not [n for n in names if n.startswith(".")], names  # no temporary file left
+        assert {"config.json", "model.safetensors", train.STATE_FILE} <= set(names)
+        model = load_model(run_dir)
+        assert model.config.num_frames == 4 and model.transformer is None
+        state = torch.load(run_dir / train.STATE_FILE, weights_only=True)
+        assert state["step"] >= 2
+    assert fingerprint(data.parent) == before
