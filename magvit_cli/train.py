@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -836,6 +838,25 @@ def _tokenizer_step(generator: VQTokenizer, discriminator: StyleGANDiscriminator
     return {k: v.detach() for k, v in losses.items()}
 
 
+def _no_empty_run_folder(train_fn):
+    """A run that fails before writing anything leaves no empty run folder behind."""
+    signature = inspect.signature(train_fn)
+
+    @functools.wraps(train_fn)
+    def run(*args, **kwargs):
+        out_dir = Path(signature.bind(*args, **kwargs).arguments["out_dir"])
+        existed = out_dir.exists()
+        try:
+            return train_fn(*args, **kwargs)
+        except BaseException:
+            if not existed and out_dir.is_dir() and not any(out_dir.iterdir()):
+                out_dir.rmdir()
+            raise
+
+    return run
+
+
+@_no_empty_run_folder
 def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, out_dir: str | Path, *,
                     resume: bool = False, quiet: bool = False, device: str | torch.device | None = None) -> dict:
     """Train the tokenizer (stage 1) on `data` (folder, manifest or Dataset) into `out_dir`.
@@ -1066,6 +1087,7 @@ def _transformer_loss(model: nn.Module, tconfig: TransformerConfig, task: str, t
                              tconfig.codebook_size, config.label_smoothing)
 
 
+@_no_empty_run_folder
 def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset, tokenizer_dir: str | Path,
                       out_dir: str | Path, *, resume: bool = False, quiet: bool = False,
                       token_cache: str | Path | None = None, device: str | torch.device | None = None) -> dict:

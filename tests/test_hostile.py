@@ -959,3 +959,76 @@ def test_signal_in_the_middle_of_training(tmp_path):
         state = torch.load(run_dir / train.STATE_FILE, weights_only=True)
         assert state["step"] >= 2
     assert fingerprint(data.parent) == before
+
+
+# ----------------------------------------------------------------------------- training inputs
+
+
+@pytest.fixture(scope="module")
+def training_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("training-data")
+    for i in range(2):
+        (root / "class_a").mkdir(exist_ok=True)
+        hc.encode(root / "class_a" / f"clip{i}.mp4", hc.pattern(8, 16, 16, seed=40 * i))
+    return root
+
+
+def _hostile_file(name: str, text: str):
+    def make(d: Path) -> Path:
+        (d / name).write_text(text)
+        return d / name
+    return make
+
+
+def _empty_folder(folder: Path) -> Path:
+    folder.mkdir()
+    return folder
+
+
+def _bad_videos(d: Path) -> Path:
+    (d / "bad" / "a").mkdir(parents=True)
+    (d / "bad" / "a" / "x.mp4").write_bytes(bytes(range(256)) * 4)
+    (d / "bad" / "a" / "y.mp4").write_text("not a video")
+    return d / "bad"
+
+
+TRAINING = {  # (data, extra arguments) given a scratch folder and good data -> exit code, text named
+    "data folder missing": (lambda d, good: (d / "nowhere", []), errors.EXIT_INPUT, "nowhere"),
+    "data folder empty": (lambda d, good: (_empty_folder(d / "empty"), []), errors.EXIT_INPUT, "no video files"),
+    "no readable video": (lambda d, good: (_bad_videos(d), []), errors.EXIT_INPUT, "none of the 2 videos"),
+    "terabyte clips in a config file": (
+        lambda d, good: (good, ["--config", _hostile_file("c.json", '{"resolution": [100000, 100000]}')(d)]),
+        errors.EXIT_USAGE, "resolution"),
+    "nested config file": (lambda d, good: (good, ["--config", _hostile_file("c.json", "[" * 100_000)(d)]),
+                           errors.EXIT_USAGE, "c.json"),
+    "billion-clip batch": (lambda d, good: (good, ["--set", "batch_size=1000000000"]), errors.EXIT_USAGE,
+                           "batch_size"),
+    "million workers": (lambda d, good: (good, ["--set", "num_workers=1000000"]), errors.EXIT_USAGE, "num_workers"),
+    "huge discriminator": (lambda d, good: (good, ["--set", "discriminator_filters=1000000000"]), errors.EXIT_USAGE,
+                           "discriminator_filters"),
+    "not-a-number learning rate": (lambda d, good: (good, ["--set", "lr=nan"]), errors.EXIT_USAGE, "lr"),
+}
+
+
+@pytest.mark.parametrize("case", TRAINING)
+def test_hostile_training_input(case, training_data, tmp_path, capsys):
+    make, code, mentions = TRAINING[case]
+    data, extra = make(tmp_path, training_data)
+    before = fingerprint(tmp_path), fingerprint(training_data)
+    started = time.perf_counter()
+    run = cli(["train", "tokenizer", data, "-o", tmp_path / "run", "--preset", "tiny", "--device", "cpu", *extra,
+               "-q"], capsys)
+    assert_refused(run, code, mentions)
+    assert time.perf_counter() - started < 10
+    assert (fingerprint(tmp_path), fingerprint(training_data)) == before
+
+
+def test_transformer_training_on_a_hostile_tokenizer_folder(training_data, tiny_model_dir, tmp_path, capsys):
+    model = Path(shutil.copytree(tiny_model_dir, tmp_path / "model"))
+    config = json.loads((model / "config.json").read_text())
+    _terabyte_transformer(config)
+    (model / "config.json").write_text(json.dumps(config))
+    run = cli(["train", "transformer", training_data, "--tokenizer", model, "-o", tmp_path / "run", "--preset",
+               "tiny", "--device", "cpu", "-q"], capsys)
+    assert_refused(run, errors.EXIT_MODEL, "parameters")
+    assert not (tmp_path / "run").exists()
