@@ -310,7 +310,7 @@ class ClipJob(ABC):
         self.cell = geo.cell_size(self.clip, self.grid)
         T = config.num_frames
         self.window = T if edit.window is None else edit.window
-        self.overlap = self.cell[0] if edit.overlap is None else edit.overlap
+        self.overlap = min(self.cell[0], self.window // 2) if edit.overlap is None else edit.overlap
         if not 2 <= self.window <= 8 * T:
             raise UsageError(f"--window must be in [2, {8 * T}] frames (the model sees {T}), got {self.window}")
         if not 0 <= self.overlap <= self.window // 2:
