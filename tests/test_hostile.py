@@ -1032,3 +1032,89 @@ def test_transformer_training_on_a_hostile_tokenizer_folder(training_data, tiny_
                "tiny", "--device", "cpu", "-q"], capsys)
     assert_refused(run, errors.EXIT_MODEL, "parameters")
     assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------- property-based
+
+SUFFIXES = [".mp4", ".mkv", ".webm", ".mov", ".gif", ".png", ".avi", ".ts", ""]
+WORDS = ["", " ", "-1", "0", "1", "2", "7", "1e999", "-inf", "nan", "box", "dynamic-box", "50%", "-3%", "0,0,5,5",
+         "1,1,1,1@0-2", "30000/1001", "25", "0.5", "cuda", "cpu", "../..", "/dev/null", "∞", "%s", "{}", "\\"]
+no_digits = st.text(st.characters(blacklist_categories=("Cs", "Nd")), max_size=8)  # never a huge number
+word = st.one_of(st.sampled_from(WORDS), no_digits)
+small_int = st.integers(-3, 24).map(str)
+number = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32).map(str), small_int)
+COMMON = {"--steps": st.integers(-1, 2).map(str), "--schedule": word, "--temperature": number,
+          "--guidance": number, "--seed": st.one_of(small_int, word), "--dtype": word, "--device": word}
+COMMANDS = {
+    "predict": {"--frames": st.one_of(small_int, word), "--cond-frames": small_int, "--class": word,
+                "--start": number, "--end": number},
+    "interpolate": {"--factor": st.one_of(small_int, word), "--fps": st.one_of(word, number)},
+    "inpaint": {"--mask": word, "--dilate": small_int, "--window": small_int, "--overlap": small_int},
+    "outpaint": {"--direction": word, "--amount": st.one_of(word, number)},
+    "reconstruct": {},
+    "info": {},
+}
+
+
+@st.composite
+def command_lines(draw):
+    command = draw(st.sampled_from(sorted(COMMANDS)))
+    choices = {**COMMANDS[command], **(COMMON if command not in ("reconstruct", "info") else {})}
+    names = draw(st.lists(st.sampled_from(sorted(choices)), unique=True, max_size=4)) if choices else []
+    options = [item for name in names for item in (name, draw(choices[name]))]
+    return command, options
+
+
+@st.composite
+def input_files(draw, clip_bytes: bytes):
+    kind = draw(st.sampled_from(["random bytes", "flipped bytes", "cut", "intact"]))
+    if kind == "random bytes":
+        data = draw(st.binary(max_size=3000))
+    else:
+        data = bytearray(clip_bytes)
+        if kind == "flipped bytes":
+            for position in draw(st.lists(st.integers(0, len(data) - 1), min_size=1, max_size=20)):
+                data[position] ^= draw(st.integers(1, 255))
+        elif kind == "cut":
+            data = data[: draw(st.integers(0, len(data)))]
+        data = bytes(data)
+    return data, draw(st.sampled_from(SUFFIXES))
+
+
+def test_random_inputs_and_options_never_crash(clip, tiny_model_dir, capsys):
+    """Random bytes (or a damaged good clip) and random option values: never a traceback or an
+    internal error, always a documented exit code, exit 0 only with a valid output, and never
+    a partial output or a changed input."""
+    clip_bytes = clip.read_bytes()
+
+    @settings(max_examples=40, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(input_files(clip_bytes), command_lines())
+    def check(file, command_line):
+        data, suffix = file
+        command, options = command_line
+        with tempfile.TemporaryDirectory() as scratch:
+            folder = Path(scratch)
+            source = folder / f"input{suffix}"
+            source.write_bytes(data)
+            (folder / "out").mkdir()
+            out = folder / "out" / "result.mp4"
+            before = fingerprint(source)
+            args = [command, source, *options, "--model", tiny_model_dir, "-q"]
+            if command != "info":
+                args += ["-o", out]
+            if command not in ("info", "reconstruct") and "--steps" not in options:
+                args += ["--steps", "1"]
+            run = cli(args, capsys)
+            assert "Traceback" not in run.err, run.err
+            assert run.code in errors.EXIT_CODES and run.code != errors.EXIT_INTERNAL, (args, run.err)
+            assert fingerprint(source) == before
+            if run.code == 0 and command != "info":
+                assert listing(folder / "out") == ["result.mp4"]
+                assert vio.probe(out).num_frames >= 1
+            else:
+                assert listing(folder / "out") == [], (args, run.err)
+                if run.code and not run.err.startswith("Usage:"):  # Click's own block: see _click cases
+                    assert_refused(run, run.code)
+
+    check()
