@@ -26,6 +26,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
 MODEL_FILES = [CONFIG_FILE, WEIGHTS_FILE, CARD_FILE]
+DAMAGED = "the file is damaged: download or convert the model again"
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
@@ -99,7 +100,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     except LocalEntryNotFoundError:
         pass  # not cached (or this revision not cached): go online below
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
-        raise ModelError(f"model {repo_id}: {e}") from e
+        raise ModelError(f"model {repo_id}: {e}", hint="check the repo id and revision") from e
     if _offline():
         raise ModelError(
             f"model {repo_id}{'@' + revision if revision else ''} is not in the local cache and HF_HUB_OFFLINE is set",
@@ -108,7 +109,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
     try:
         return Path(snapshot_download(**kwargs))
     except RevisionNotFoundError as e:
-        raise ModelError(f"model {repo_id} has no revision {revision!r}") from e
+        raise ModelError(f"model {repo_id} has no revision {revision!r}", hint="check the revision after '@'") from e
     except (RepositoryNotFoundError, GatedRepoError) as e:
         raise ModelError(f"model {repo_id} was not found on the Hub (or is private)",
                          hint="check the repo id, or log in with `huggingface-cli login`") from e
@@ -116,7 +117,8 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         raise ModelError(f"model {repo_id} could not be downloaded: no network",
                          hint="connect, or pass a local model folder") from e
     except OSError as e:
-        raise ModelError(f"model {repo_id} could not be downloaded: {e}") from e
+        raise ModelError(f"model {repo_id} could not be downloaded: {e}",
+                         hint="retry, or pass a local model folder") from e
 
 
 def _offline() -> bool:
@@ -126,15 +128,16 @@ def _offline() -> bool:
 def read_config(folder: Path) -> ModelConfig:
     path = folder / CONFIG_FILE
     if not path.is_file():
-        raise ModelError(f"{folder} is not a magvit model: {CONFIG_FILE} is missing")
+        raise ModelError(f"{folder} is not a magvit model: {CONFIG_FILE} is missing",
+                         hint=f"point --model at a folder holding {CONFIG_FILE} and {WEIGHTS_FILE}")
     if path.stat().st_size > 10_000_000:
-        raise ModelError(f"{path} is implausibly large for a model config")
+        raise ModelError(f"{path} is implausibly large for a model config", hint=DAMAGED)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{path} is not valid JSON: {e}") from e
+        raise ModelError(f"{path} is not valid JSON: {e}", hint=DAMAGED) from e
     except (RecursionError, ValueError) as e:  # nesting or integers beyond what Python parses
-        raise ModelError(f"{path} is not a plausible model config: {e}") from None
+        raise ModelError(f"{path} is not a plausible model config: {e}", hint=DAMAGED) from None
     except OSError as e:
         raise ModelError(f"cannot read {path}: {e.strerror or e}") from None
     config = ModelConfig.from_dict(data)
@@ -170,7 +173,8 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | torc
     config = read_config(folder)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():
-        raise ModelError(f"{folder} has no {WEIGHTS_FILE}")
+        raise ModelError(f"{folder} has no {WEIGHTS_FILE}",
+                         hint="magvit reads safetensors only (never pickles): convert or download the model again")
     with torch.device("meta"):
         skeleton = Magvit(config)
     expected = skeleton.state_dict()
@@ -193,28 +197,33 @@ def _read_safetensors(path: Path, expected: dict[str, torch.Tensor]) -> dict[str
             missing = sorted(set(expected) - names)
             unexpected = sorted(names - set(expected))
             if missing:
-                raise ModelError(f"{path.name} lacks tensor {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""),
+                raise ModelError(f"{path.name} lacks tensor {missing[0]}{_more(missing)}",
                                  hint="the weights do not belong to this config.json")
             if unexpected:
-                raise ModelError(f"{path.name} has unexpected tensor {unexpected[0]}" + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""),
+                raise ModelError(f"{path.name} has unexpected tensor {unexpected[0]}{_more(unexpected)}",
                                  hint="the weights do not belong to this config.json")
             state = {}
             for name, ref in expected.items():
                 piece = f.get_slice(name)
                 shape = tuple(piece.get_shape())
                 if shape != tuple(ref.shape):
-                    raise ModelError(f"tensor {name} has shape {list(shape)} in {path.name} but config.json implies {list(ref.shape)}")
+                    raise ModelError(f"tensor {name} has shape {list(shape)} in {path.name} but config.json implies "
+                                     f"{list(ref.shape)}", hint="the weights do not belong to this config.json")
                 tensor = f.get_tensor(name)
                 if tensor.dtype != ref.dtype:
                     if not tensor.is_floating_point():
-                        raise ModelError(f"tensor {name} has dtype {tensor.dtype}, expected {ref.dtype}")
+                        raise ModelError(f"tensor {name} has dtype {tensor.dtype}, expected {ref.dtype}", hint=DAMAGED)
                     tensor = tensor.to(ref.dtype)
                 state[name] = tensor
             return state
     except SafetensorError as e:
-        raise ModelError(f"{path} is not a valid safetensors file: {e}") from e
+        raise ModelError(f"{path} is not a valid safetensors file: {e}", hint=DAMAGED) from e
     except OSError as e:
-        raise ModelError(f"cannot read {path}: {e}") from e
+        raise ModelError(f"cannot read {path}: {e.strerror or e}", hint="check the file's permissions") from e
+
+
+def _more(names: list[str]) -> str:
+    return f" and {len(names) - 1} more" if len(names) > 1 else ""
 
 
 def save_model(folder: str | os.PathLike, model: Magvit, card: str | None = None) -> Path:

@@ -146,7 +146,8 @@ def as_fps(value: Fraction | int | float | str, bounds: tuple[Fraction, Fraction
         raise UsageError(f"invalid frame rate {value!r}", "use a number like 25, 29.97 or 30000/1001") from None
     low, high = bounds
     if not low <= fps <= high:
-        raise UsageError(f"frame rate {value} is out of range", f"use a value between {float(low):g} and {float(high):g}")
+        raise UsageError(f"frame rate {value} is out of range",
+                         f"use a value between {float(low):g} and {float(high):g}")
     if fps.denominator == 1 or fps.denominator == 1001:
         return fps
     ntsc = Fraction(round(fps * Fraction(1001, 1000)) * 1000, 1001)
@@ -203,7 +204,8 @@ def _check_input_file(path: Path) -> None:
     if not path.exists():
         raise InputError(f"{path} does not exist", "check the path")
     if not path.is_file():
-        raise InputError(f"{path} is not a file or a folder of frames")
+        raise InputError(f"{path} is not a file or a folder of frames",
+                         "give a video file or a folder of PNG/JPEG frames")
     if path.stat().st_size == 0:
         raise InputError(f"{path} is empty (0 bytes)", "the file was not written completely; use another copy")
 
@@ -213,7 +215,7 @@ def _open_video(path: Path):
     try:
         container = av.open(str(path), metadata_errors="replace")
     except PermissionError:
-        raise InputError(f"{path} cannot be read (permission denied)") from None
+        raise InputError(f"{path} cannot be read (permission denied)", "check the file's permissions") from None
     except av.FFmpegError as e:
         raise InputError(
             f"{path} is not a readable video ({_reason(e)})",
@@ -221,7 +223,7 @@ def _open_video(path: Path):
         ) from None
     if not container.streams.video:
         container.close()
-        raise InputError(f"{path} has no video stream")
+        raise InputError(f"{path} has no video stream", "it holds only audio or data; give a video file")
     stream = container.streams.video[0]
     if stream.codec_context is None:  # a codec id FFmpeg does not know (often a damaged header)
         container.close()
@@ -415,7 +417,7 @@ def read_video(
     info = probe(path, folder_fps)
     frames = list(iter_frames(path, stop=max_frames))
     if not frames:
-        raise InputError(f"{path} contains no decodable video frames")
+        raise InputError(f"{path} contains no decodable video frames", "the file may be truncated")
     if max_frames is None and len(frames) != info.num_frames:
         info = replace(info, num_frames=len(frames), frames_counted=True)
     return np.stack(frames), info
@@ -626,7 +628,7 @@ class VideoWriter:
 
     def _finish(self) -> None:
         if self.frames_written == 0:
-            raise OutputError(f"no frames to write to {self.path}")
+            raise OutputError(f"no frames to write to {self.path}", "the input gave no frames to edit")
         if self.is_folder:
             if self.audio_from is not None and _has_audio(self.audio_from):
                 warnings.warn(f"{self.path}: a folder of frames cannot hold audio; the audio is dropped", VideoWarning)

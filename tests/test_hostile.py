@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import math
 import os
 import pickle
 import shutil
@@ -41,7 +40,6 @@ from magvit_cli import video as vio
 from magvit_cli.cli import main
 from magvit_cli.tokenizer import VQTokenizer
 
-REPO = Path(__file__).resolve().parents[1]
 CLICK_USAGE_BLOCK = ("cli.py: Click/Typer parse errors print a multi-line 'Usage: ... Try ... Error: ...' block; "
                      "main() should run the app with standalone_mode=False and print click.UsageError as one "
                      "'magvit: error: ...' line (exit 2)")
@@ -106,11 +104,6 @@ def fingerprint(path: Path) -> dict[str, str]:
 
 def listing(folder: Path) -> list[str]:
     return sorted(os.listdir(folder))
-
-
-def display_size(path: Path) -> tuple[int, int]:
-    info = vio.probe(path)
-    return info.width, info.height
 
 
 def check_video(path: Path, width: int, height: int, frames: int | None = None, fps: Fraction | None = None):
