@@ -22,6 +22,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import errors
+
+try:  # Typer >= 0.22 carries its own copy of Click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older Typer uses Click itself
+    from click import ClickException
 from .errors import InputError, MagvitError, OutputError, UnsupportedError, UsageError
 
 app = typer.Typer(
@@ -413,12 +418,12 @@ def predict(
     """Frame prediction (FP, or CFP with --class): continue a clip. The output is the input,
     untouched, followed by the new frames at the input's size and frame rate (the audio is
     kept for the input's part). --no-composite writes only the new frames at the model's size."""
-    from .editing import PredictJob
+    from .editing import MAX_NEW_FRAMES, PredictJob
 
     run = Run(quiet, as_json, debug)
     options = decode_options(steps, schedule, temperature, guidance, seed, dtype)
-    if frames is not None and frames < 1:
-        raise UsageError(f"--frames must be >= 1, got {frames}")
+    if frames is not None and not 1 <= frames <= MAX_NEW_FRAMES:
+        raise UsageError(f"--frames must be in [1, {MAX_NEW_FRAMES}], got {frames}")
     edit = edit_options(composite=composite, start=start, end=end)
     settings = {"frames": frames, "cond_frames": cond_frames, "class": class_}
     Edit(run, "predict", lambda config, source, e: PredictJob(config, source, e, frames, cond_frames, class_),
@@ -841,17 +846,27 @@ def _on_sigterm(signum, frame):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and turn every failure into a message and an exit code."""
-    argv = sys.argv[1:] if argv is None else argv
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv == ["train"]:
+        argv.append("--help")
     debug = "--debug" in argv
     signal.signal(signal.SIGTERM, _on_sigterm)
     code = 0
     try:
-        # Typer reports usage errors itself (exit 2) and turns Ctrl-C into exit 130.
-        app(args=argv, prog_name="magvit", standalone_mode=True)
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        # Not standalone: Typer returns exit codes (--help, 130 for Ctrl-C) and raises
+        # command-line errors, which become one line here like every other error.
+        returned = app(args=argv, prog_name="magvit", standalone_mode=False)
+        code = returned if isinstance(returned, int) else 0
         if code == errors.EXIT_INTERRUPTED:
             stderr.print("magvit: interrupted", highlight=False, soft_wrap=True)
+    except ClickException as e:
+        words = argv[:2] if argv[:1] == ["train"] else argv[:1]
+        command = " ".join(["magvit", *(w for w in words if not w.startswith("-")), "--help"])
+        stderr.print(f"magvit: error: {e.format_message()} (see `{command}`)",
+                     highlight=False, markup=False, soft_wrap=True)
+        code = errors.EXIT_USAGE if e.exit_code == 2 else e.exit_code
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except KeyboardInterrupt:
         stderr.print("magvit: interrupted", highlight=False, soft_wrap=True)
         code = errors.EXIT_INTERRUPTED

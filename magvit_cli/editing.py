@@ -41,6 +41,8 @@ from .errors import InputError, OutOfMemoryError, UsageError
 from .masks import Mask
 from .model import OUTPAINT_TASK, DecodeOptions, Magvit, ModelConfig
 
+MAX_NEW_FRAMES = 100_000  # frame prediction: past this a typo would run for days and fill the disk
+
 PREVIEW_HEIGHT = 360  # rows of each preview panel at most
 Step = Callable[[int], None]  # progress: called with the number of window-steps done
 
@@ -706,7 +708,7 @@ class OutpaintJob(ClipJob):
         known = geo.Sampler(view, source.size, (sides[0], sides[1])).inside
         if not geo.snap((~known).expand(self.clip), self.grid).logical_not().any():
             raise UsageError(f"the input would cover less than one token cell of the model's view with "
-                             f"--amount {amount}", "use a smaller --amount")
+                             f"--amount {amount or '50%'}", "use a smaller --amount")
 
     @property
     def canvas(self) -> tuple[int, int]:
@@ -785,8 +787,8 @@ class PredictJob:
             raise UsageError(f"--cond-frames must be in [1, {T - 1}] for this model, got {cond_frames}")
         self.per_window = T - cond_frames
         self.frames = self.per_window if frames is None else frames
-        if self.frames < 1:
-            raise UsageError(f"--frames must be >= 1, got {self.frames}")
+        if not 1 <= self.frames <= MAX_NEW_FRAMES:
+            raise UsageError(f"--frames must be in [1, {MAX_NEW_FRAMES}], got {self.frames}")
         if source.num_frames < cond_frames:
             raise UsageError(f"{source.path.name} has {source.num_frames} frames but --cond-frames {cond_frames} "
                              "were asked for")

@@ -146,6 +146,8 @@ def parse_mask(spec: str, size: tuple[int, int], num_frames: int, fps: Fraction,
     if dilate < 0:
         raise UsageError(f"--dilate must be >= 0 pixels, got {dilate}")
     text = spec.strip()
+    if not text:
+        raise UsageError("--mask is empty", "give box, dynamic-box, x,y,w,h, keyframed boxes, or a mask file/folder")
     height, width = size
     if text == "box":
         box = (width // 4, height // 4, width * 3 // 4 - width // 4, height * 3 // 4 - height // 4)

@@ -172,9 +172,12 @@ class DecodeOptions:
         if not 1 <= self.steps <= 1024:
             raise UsageError(f"--steps must be in [1, 1024], got {self.steps}")
         if not math.isfinite(self.temperature) or self.temperature <= 0:
-            raise UsageError(f"--temperature must be a positive number, got {self.temperature}")
+            raise UsageError(f"the sampling temperature must be a positive number, got {self.temperature}")
         if not math.isfinite(self.choice_temperature) or self.choice_temperature < 0:
-            raise UsageError(f"--choice-temperature must be >= 0, got {self.choice_temperature}")
+            raise UsageError(f"--temperature (the choice temperature) must be a number >= 0, "
+                             f"got {self.choice_temperature}")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise UsageError(f"--seed must be in [0, 2**63), got {self.seed}")
         if not math.isfinite(self.guidance) or self.guidance < 0:
             raise UsageError(f"--guidance must be >= 0, got {self.guidance}")
         if self.dtype not in ("auto", "float32", "bfloat16"):
