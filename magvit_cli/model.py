@@ -60,11 +60,15 @@ class ModelConfig:
     def latent_shape(self) -> tuple[int, int, int]:
         """Token grid of one clip: every tokenizer level but the last halves H and
         W, and T where its temporal flag is set."""
-        levels = len(self.tokenizer.channel_multipliers) - 1
-        t_factor = 2 ** sum(bool(f) for f in self.tokenizer.temporal_downsample[:levels])
-        s_factor = 2 ** levels
+        t_factor, s_factor = self.downsampling
         height, width = self.resolution
         return self.num_frames // t_factor, height // s_factor, width // s_factor
+
+    @property
+    def downsampling(self) -> tuple[int, int]:
+        """(temporal, spatial) down-sampling factors of the tokenizer."""
+        levels = len(self.tokenizer.channel_multipliers) - 1
+        return 2 ** sum(bool(f) for f in self.tokenizer.temporal_downsample[:levels]), 2 ** levels
 
     def to_dict(self) -> dict:
         return {
@@ -132,8 +136,13 @@ class ModelConfig:
     def check(self) -> None:
         """Cross-checks between the two stages."""
         t, h, w = self.latent_shape
+        height, width = self.resolution
         if t < 1 or h < 1 or w < 1:
-            raise ModelError(f"clip {self.num_frames}x{self.resolution} is too small for the tokenizer")
+            raise ModelError(f"clip {self.num_frames}x{height}x{width} is too small for the tokenizer")
+        t_factor, s_factor = self.downsampling
+        if self.num_frames % t_factor or height % s_factor or width % s_factor:
+            raise ModelError(f"clip {self.num_frames}x{height}x{width} does not divide into the tokenizer's "
+                             f"{t}x{h}x{w} grid", hint="use sizes divisible by the down-sampling factors")
         if self.transformer is None:
             if self.tasks:
                 raise ModelError("config.json lists tasks but has no transformer")
