@@ -856,6 +856,27 @@ def _no_empty_run_folder(train_fn):
     return run
 
 
+def _end_of_step(step: int, lr: float, values: dict, config, reporter: "_Reporter", preview, save,
+                 stop: "_Stop", stopping: bool) -> None:
+    """Bookkeeping after an optimiser step, the same for both stages: log, preview,
+    and save periodically or before stopping on a signal."""
+    reporter.update(step, lr, values, config.batch_size)
+    if config.preview_every and step % config.preview_every == 0:
+        preview(step)
+    if stopping:
+        save(step)
+        raise stop.error()
+    if config.save_every and step % config.save_every == 0 and step < config.steps:
+        save(step)
+
+
+def _end_of_run(step: int, config, reporter: "_Reporter", preview, save) -> None:
+    reporter.flush(step, learning_rate(step, config.lr, config.warmup_steps, config.steps))
+    save(step)
+    if config.preview_every:
+        preview(step)
+
+
 @_no_empty_run_folder
 def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, out_dir: str | Path, *,
                     resume: bool = False, quiet: bool = False, device: str | torch.device | None = None) -> dict:
@@ -979,18 +1000,8 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
                     lecam_ema.lerp_(torch.tensor([values["real_logit"], values["fake_logit"]], device=runtime.device),
                                     1 - config.lecam_decay)
                 step += 1
-                reporter.update(step, lr, values, config.batch_size)
-                if config.preview_every and step % config.preview_every == 0:
-                    preview(step)
-                if reduced[-1] > 0:
-                    save(step)
-                    raise stop.error()
-                if config.save_every and step % config.save_every == 0 and step < config.steps:
-                    save(step)
-        reporter.flush(step, learning_rate(step, config.lr, config.warmup_steps, config.steps))
-        save(step)
-        if config.preview_every:
-            preview(step)
+                _end_of_step(step, lr, values, config, reporter, preview, save, stop, stopping=reduced[-1] > 0)
+        _end_of_run(step, config, reporter, preview, save)
     finally:
         reporter.close()
     summary = {
@@ -1254,18 +1265,8 @@ def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-                reporter.update(step, lr, values, config.batch_size)
-                if config.preview_every and step % config.preview_every == 0:
-                    preview(step)
-                if reduced[-1] > 0:
-                    save(step)
-                    raise stop.error()
-                if config.save_every and step % config.save_every == 0 and step < config.steps:
-                    save(step)
-        reporter.flush(step, learning_rate(step, config.lr, config.warmup_steps, config.steps))
-        save(step)
-        if config.preview_every:
-            preview(step)
+                _end_of_step(step, lr, values, config, reporter, preview, save, stop, stopping=reduced[-1] > 0)
+        _end_of_run(step, config, reporter, preview, save)
     finally:
         reporter.close()
     summary = {"stage": "transformer", "steps": step, "out_dir": str(out_dir), "losses": reporter.last,
