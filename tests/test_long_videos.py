@@ -8,8 +8,11 @@ same size (long enough for the encoder's look-ahead and the window batch to be f
 within 150 MiB of the long ones (the long clips' frames alone would take 0.9 GiB at 1080p
 and 0.8 GiB at 360p).
 
-Measured on the 2-core CPU machine (tiny model, --steps 1): 1080p peaks 0.8-1.3 GiB,
-360p 0.5-0.6 GiB, and long minus short stays within a few tens of MiB.
+Measured on the 2-core CPU machine (tiny model, --steps 1; long / 5-second clip, MiB):
+1080p 10 s: inpaint 1049 / 1045, outpaint 1471 / 1401, predict 901 / 901, interpolate
+1060 / 1078; 360p 2 min: inpaint 557 / 442, outpaint 598 / 486, predict 439 / 435,
+interpolate 540 / 515 (a plateau: benchmarks/long_video.py has 360p inpainting at 561 MiB
+for 18 s; 24 times the frames would be 0.8 GiB more if they were held).
 """
 
 import os
