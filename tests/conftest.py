@@ -45,3 +45,35 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-model")
     save_model(folder, Magvit(tiny_model_config()))
     return folder
+
+
+def write_clip(path: Path, frames, fps: int = 8) -> Path:
+    """Write uint8 frames [T, H, W, 3] as a high-quality MPEG-4 video."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"qscale": "1"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def pack_flax(tree) -> bytes:
+    """Encode like flax.serialization.msgpack_serialize (ExtType 1 arrays, 3 numpy scalars)."""
+    import msgpack
+    import numpy as np
+
+    def default(x):
+        if isinstance(x, np.ndarray):
+            return msgpack.ExtType(1, msgpack.packb((list(x.shape), x.dtype.name, x.tobytes("C")), use_bin_type=True))
+        if isinstance(x, np.generic):
+            return msgpack.ExtType(3, msgpack.packb(((), x.dtype.name, np.asarray(x).tobytes()), use_bin_type=True))
+        raise TypeError(type(x))
+
+    return msgpack.packb(tree, default=default, strict_types=True, use_bin_type=True)

@@ -1,7 +1,6 @@
 """C3D (Inception Score) and LPIPS: preprocessing, plumbing with random weights, and weight
 loading from files made here in the layouts users have (official Flax, PyTorch, lpips package)."""
 
-import msgpack
 import numpy as np
 import pytest
 import torch
@@ -11,6 +10,8 @@ from magvit_cli import c3d as c3d_module
 from magvit_cli.c3d import C3D, load_c3d, resize_align_corners
 from magvit_cli.errors import InputError, ModelError
 from magvit_cli.lpips import LPIPS, load_lpips
+
+from conftest import pack_flax
 
 
 def official_c3d_resize(x: np.ndarray, size: int, axis: int) -> np.ndarray:
@@ -61,14 +62,6 @@ def official_c3d_tree(state: dict) -> dict:
     return {"params": params}
 
 
-def flax_msgpack(tree) -> bytes:
-    def default(x):
-        if isinstance(x, np.ndarray):
-            return msgpack.ExtType(1, msgpack.packb((list(x.shape), x.dtype.name, x.tobytes("C")), use_bin_type=True))
-        raise TypeError(type(x))
-    return msgpack.packb(tree, default=default, strict_types=True, use_bin_type=True)
-
-
 def test_official_c3d_layout_maps_to_this_layout(tmp_path):
     # Small stand-in shapes: the mapping is what is checked here (full-size loading below).
     state = {"x_offset": torch.randn(3, 2, 4, 5)}
@@ -77,7 +70,7 @@ def test_official_c3d_layout_maps_to_this_layout(tmp_path):
         state[f"{name}.weight"] = torch.randn(shape)
         state[f"{name}.bias"] = torch.randn(shape[0])
     path = tmp_path / "c3d_ucf101.flax"
-    path.write_bytes(flax_msgpack(official_c3d_tree(state)))
+    path.write_bytes(pack_flax(official_c3d_tree(state)))
     loaded = c3d_module.state_dict_from_file(path)
     assert loaded.keys() == state.keys()
     for name in state:

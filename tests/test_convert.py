@@ -31,6 +31,8 @@ from magvit_cli.errors import ModelError, UnsupportedError, UsageError
 from magvit_cli.tokenizer import TOKENIZER_PRESETS, VQTokenizer
 from magvit_cli.transformer import Transformer
 
+from conftest import pack_flax
+
 ENCODER_ATOL = 2e-4
 RECON_ATOL = 1e-4
 LOGITS_ATOL = 5e-6
@@ -200,19 +202,6 @@ def test_swapped_checkpoints_are_rejected(reference_dir):
 
 
 # --------------------------------------------------------------------------- reading checkpoints
-
-
-def pack_flax(tree) -> bytes:
-    """Encode like flax.serialization.msgpack_serialize (ExtType 1 arrays, 3 numpy scalars)."""
-
-    def default(x):
-        if isinstance(x, np.ndarray):
-            return msgpack.ExtType(1, msgpack.packb((list(x.shape), x.dtype.name, x.tobytes("C")), use_bin_type=True))
-        if isinstance(x, np.generic):
-            return msgpack.ExtType(3, msgpack.packb(((), x.dtype.name, np.asarray(x).tobytes()), use_bin_type=True))
-        raise TypeError(type(x))
-
-    return msgpack.packb(tree, default=default, strict_types=True, use_bin_type=True)
 
 
 def test_read_fixture_checkpoint(reference_dir):

