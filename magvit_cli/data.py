@@ -21,6 +21,7 @@ import csv
 import hashlib
 import json
 import os
+import signal
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -315,8 +316,15 @@ def _probe_or_error(entry: _Entry) -> tuple[int, float, int] | str:
 
 
 def worker_init(worker_id: int) -> None:
-    """DataLoader worker setup: one decoding thread per worker keeps the cores for the workers."""
+    """DataLoader worker setup: one decoding thread per worker keeps the cores for the workers.
+
+    Workers ignore SIGINT and SIGTERM: Ctrl-C, `timeout` and job schedulers signal the whole
+    process group, and a worker that died of it would crash the main process before it
+    could save its checkpoint. The main process stops them itself after saving (and they
+    exit on their own if it dies: PyTorch's workers watch their parent)."""
     torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 # ---------------------------------------------------------------- token cache

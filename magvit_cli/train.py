@@ -607,13 +607,14 @@ def _prepare_run_folder(out_dir: Path, resume: bool, runtime: Runtime) -> dict |
 
 
 def _check_resume_config(saved: dict, config) -> None:
-    # Settings that may change between the interrupted run and its continuation.
-    free = {"steps", "num_workers", "log_every", "save_every", "preview_every"}
+    # Settings that may change between the interrupted run and its continuation. Precision is
+    # a property of the machine (a CPU run continued on a GPU switches to bf16 under "auto").
+    free = {"steps", "num_workers", "log_every", "save_every", "preview_every", "precision"}
     current = _config_dict(config)
     changed = sorted(k for k in current if k in saved and k not in free and current[k] != saved[k])
     if changed:
         raise UsageError(f"resume with different settings: {', '.join(changed)}",
-                         "resume with the settings of the original run (only steps and logging may change)")
+                         "resume with the settings of the original run (only steps, precision, workers and logging may change)")
 
 
 def _config_dict(config) -> dict:

@@ -852,10 +852,10 @@ TINY_TRAINING = ["num_frames=4", "resolution=16,16", "tokenizer.channel_multipli
                  "warmup_steps=1", "adversarial_weight=0", "steps=100000"]
 
 
-def start(args: list) -> subprocess.Popen:
+def start(args: list, new_session: bool = False) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([*ENTRY, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+                            env=env, start_new_session=new_session)
 
 
 def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 180) -> None:
@@ -906,7 +906,8 @@ def test_signal_in_the_middle_of_a_task(own_clip, tiny_model_dir, tmp_path):
 
 def test_signal_in_the_middle_of_training(tmp_path):
     """SIGINT and SIGTERM after the first training steps (both runs at once): exit 130 / 143, one
-    line, the data untouched, and a checkpoint in the run folder that loads."""
+    line, the data untouched, and a checkpoint in the run folder that loads. The signal goes to
+    the whole process group, DataLoader worker included, as Ctrl-C in a terminal or `timeout` send it."""
     from magvit_cli import train
     from magvit_cli.checkpoint import load_model
 
@@ -920,12 +921,12 @@ def test_signal_in_the_middle_of_training(tmp_path):
     for sig, code in SIGNALS:
         run_dir = tmp_path / f"run-{sig.name}"
         process = start(["train", "tokenizer", data.parent, "-o", run_dir, "--preset", "tiny", *settings,
-                         "--device", "cpu", "-q"])
+                         "--set", "num_workers=1", "--device", "cpu", "-q"], new_session=True)
         runs.append((sig, code, run_dir, process))
     for sig, code, run_dir, process in runs:
         metrics = run_dir / train.METRICS_FILE
         wait_for(lambda: metrics.is_file() and metrics.read_text().count("\n") >= 2, process, "two training steps")
-        process.send_signal(sig)
+        os.killpg(process.pid, sig)
     for sig, code, run_dir, process in runs:
         run = finish(process)
         assert_refused(run, code)
