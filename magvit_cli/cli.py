@@ -179,6 +179,7 @@ def output_path(output: Path | None, source: Path | None, task: str) -> Path:
         return vio.default_output_path(source, task)
     if source is not None and output.expanduser().resolve() == source.expanduser().resolve():
         raise OutputError(f"the output {output} is the input file", hint="choose another --output path")
+    vio.check_output_format(output)
     return output
 
 

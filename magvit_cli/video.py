@@ -494,17 +494,13 @@ class VideoWriter:
         audio_start: float = 0.0,
         inputs: Iterable[str | Path] = (),
     ):
-        self.is_folder = str(path).endswith(("/", os.sep)) or not Path(path).suffix
+        self.is_folder = is_folder_target(path)
         self.path = Path(path)
         self.fps = as_fps(fps, STREAM_FPS_RANGE)
         self.audio_from = Path(audio_from) if audio_from is not None else None
         self.audio_start = audio_start
         self.frames_written = 0
-        suffix = self.path.suffix.lower()
-        if not self.is_folder and suffix not in CONTAINER_FORMATS:
-            raise OutputError(
-                f"cannot write {suffix} files: {self.path}", f"use one of {', '.join(VIDEO_SUFFIXES)} or a folder"
-            )
+        check_output_format(self.path)
         others = [*inputs, *([self.audio_from] if self.audio_from else [])]
         _check_target(self.path, self.is_folder, others)
         self._tmp: Path | None = None
@@ -678,6 +674,18 @@ def write_video(
         for frame in frames:
             writer.write(frame)
     return writer.path
+
+
+def is_folder_target(path: str | Path) -> bool:
+    """An output path with no suffix (or a trailing '/') names a folder of PNG frames."""
+    return str(path).endswith(("/", os.sep)) or not Path(path).suffix
+
+
+def check_output_format(path: str | Path) -> None:
+    """Refuse an output whose suffix names no format this writer has (before any work is done)."""
+    suffix = Path(path).suffix.lower()
+    if not is_folder_target(path) and suffix not in CONTAINER_FORMATS:
+        raise OutputError(f"cannot write {suffix} files: {path}", f"use one of {', '.join(VIDEO_SUFFIXES)} or a folder")
 
 
 def _check_target(path: Path, is_folder: bool, inputs: list) -> None:

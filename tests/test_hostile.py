@@ -322,6 +322,13 @@ def test_bad_output_path(case, own_clip, tiny_model_dir, tmp_path, capsys):
     assert fingerprint(tmp_path) == before
 
 
+def test_unknown_output_format_is_refused_before_the_model_loads(own_clip, tmp_path, capsys):
+    """The output's format is checked first: with a model folder that does not exist, the
+    message is still about the output (a model that does load would have run for nothing)."""
+    run = cli(predict(own_clip, tmp_path / "no-model", "-o", tmp_path / "out.xyz"), capsys)
+    assert_refused(run, errors.EXIT_OUTPUT, ".xyz")
+
+
 def test_output_dir_that_is_a_file(own_clip, tiny_model_dir, tmp_path, capsys, no_model_work):
     (tmp_path / "a-file").write_text("mine\n")
     before = fingerprint(tmp_path)
