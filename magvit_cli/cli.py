@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 from contextlib import contextmanager
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Optional
@@ -66,6 +67,9 @@ PreviewOpt = Annotated[bool, typer.Option("--preview", help="Also write OUTPUT.p
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan (processing size, padding, windows, token grid, estimated time and peak memory on the device) and exit.")]
 WindowOpt = Annotated[Optional[int], typer.Option("--window", help="Input frames per model window (default: the model's clip length; more or fewer are resampled in time to it).")]
 OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Frames consecutive windows share and cross-fade (default: one token's worth, 4 frames; at most half the window).")]
+
+
+GENERATE_BATCH = 8  # clips per transformer call in `generate`
 
 
 class Run:
@@ -159,17 +163,6 @@ def decode_options(steps, schedule, temperature, guidance, seed, dtype):
     return options
 
 
-def read_input(path: Path, run: Run):
-    """Decode a whole input clip to a float tensor [1, 3, T, H, W]."""
-    from . import video as vio
-
-    frames, info = vio.read_video(path)
-    if len(frames) == 0:
-        raise InputError(f"{path} has no decodable video frames")
-    run.result["input"] = str(path)
-    return vio.frames_to_tensor(frames).unsqueeze(0), info
-
-
 def output_path(output: Path | None, source: Path | None, task: str) -> Path:
     from . import video as vio
 
@@ -244,7 +237,6 @@ class Edit:
 
     def process(self, source_path: Path, out: Path) -> dict:
         """Plan or run one input; returns its result (with `notices`)."""
-        from dataclasses import replace
 
         from . import planning
         from .editing import Source
@@ -574,12 +566,18 @@ def generate(
     base = output_path(output, None, "generate")
     m = run.load(model, device, force)
     class_id = m.class_id(class_)
-    with run.progress("generating", options.steps) as advance:
-        clips = m.generate(class_id, count, options=options, on_step=step_callback(advance)).cpu()
     fps = Fraction(m.config.fps).limit_denominator(1001)
     paths = [base] if count == 1 else [base.with_name(f"{base.stem}.{i}{base.suffix}") for i in range(count)]
-    for i, path in enumerate(paths):
-        write_output(run, clips[i:i + 1], path, fps)
+    # Clips are made and written GENERATE_BATCH at a time (batch i with seed + i), so memory
+    # stays flat for any --count and a larger --count only adds clips after the first ones.
+    batches = range(0, count, GENERATE_BATCH)
+    with run.progress("generating", options.steps * len(batches)) as advance:
+        for i, first in enumerate(batches):
+            size = min(GENERATE_BATCH, count - first)
+            clips = m.generate(class_id, size, options=replace(options, seed=options.seed + i),
+                               on_step=step_callback(advance)).cpu()
+            for j, path in enumerate(paths[first:first + size]):
+                write_output(run, clips[j:j + 1], path, fps)
     names = m.config.class_names
     run.finish(task="full_generation", class_id=class_id, class_name=names[class_id] if names else None,
                outputs=[str(p) for p in paths], output=str(paths[0]) if count == 1 else str(paths[0].parent),
@@ -617,30 +615,38 @@ def reconstruct(
         run.finish(task="reconstruct", tokens=str(source))
         return
     out_path = output_path(output, source, "reconstruct")
-    clip, meta = read_input(source, run)
-    clip = m._fit(clip)
-    length = clip.shape[2]
-    grids, recon = [], []
-    with run.progress("reconstructing", -(-length // T)) as advance:
-        for start in range(0, length, T):
-            window = clip[:, :, start:start + T]
+    from . import video as vio
+
+    meta = vio.probe(source)
+    run.result["input"] = str(source)
+    grids, psnr_sum, ssim_sum, length = [], 0.0, 0.0, 0
+    # One window of T frames at a time, so memory does not grow with the video's length.
+    with run.progress("reconstructing", -(-meta.num_frames // T)) as advance, \
+            vio.VideoWriter(out_path, meta.fps, audio_from=source if meta.has_audio else None,
+                            inputs=[source]) as writer:
+        for _, frames in vio.iter_windows(source, T):
+            window = m._fit(vio.frames_to_tensor(frames).unsqueeze(0).to(m.device))
             n = window.shape[2]
-            if n < T:
+            if n < T:  # the last window: repeat its last frame, keep only the real ones
                 window = torch.cat([window, window[:, :, -1:].expand(-1, -1, T - n, -1, -1)], dim=2)
             codes = m.encode(window)
             grids.append(codes.cpu())
-            recon.append(m.decode(codes).cpu()[:, :, :n])
+            recon, truth = m.decode(codes).cpu()[:, :, :n], window.cpu()[:, :, :n]
+            psnr_sum += n * float(metrics.psnr(recon, truth)[0])
+            ssim_sum += n * float(metrics.ssim(recon, truth)[0])
+            length += n
+            for frame in vio.tensor_to_frames(recon[0]):
+                writer.write(frame)
             advance()
     report_notices(run, m)
-    recon = torch.cat(recon, dim=2)
     codes = torch.cat(grids, dim=0)
-    psnr = float(metrics.psnr(recon, clip.cpu()).mean())
-    ssim = float(metrics.ssim(recon, clip.cpu()).mean())
+    psnr, ssim = psnr_sum / length, ssim_sum / length
     used = int(torch.unique(codes).numel())
     if tokens is not None:
         save_tokens(tokens, codes, m, num_frames=length)
         run.result["tokens"] = str(tokens)
-    write_output(run, recon, out_path, meta.fps, audio_from=source if meta.has_audio else None)
+    height, width = m.config.resolution
+    run.result.update(output=str(out_path), frames=length, width=width, height=height, fps=str(meta.fps))
     if not quiet and not as_json:
         print(f"PSNR {psnr:.2f} dB  SSIM {ssim:.4f}  codebook usage {used}/{m.config.tokenizer.codebook_size}")
     run.finish(task="reconstruct", psnr=round(psnr, 4), ssim=round(ssim, 5), codes_used=used,

@@ -81,6 +81,26 @@ def test_generate_numbers_several_outputs(tiny_model_dir, tmp_path, capsys):
         assert (info.num_frames, info.height, info.width, info.fps) == (16, 32, 32, Fraction(8))
 
 
+def test_generate_in_batches_keeps_the_first_clips(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    """Clips are made a batch at a time (batch i with seed + i): asking for more clips
+    with the same seed adds clips after the ones a smaller --count gave."""
+    from magvit_cli import cli
+
+    monkeypatch.setattr(cli, "GENERATE_BATCH", 2)
+    frames = {}
+    for count in (2, 3):
+        base = tmp_path / f"c{count}" / "gen.mp4"
+        base.parent.mkdir()
+        code, out, err = run(["generate", "--class", "1", "--count", str(count), "--model", tiny_model_dir,
+                              "-o", base, "--steps", "2", "--seed", "5", "--json"], capsys)
+        assert code == 0, err
+        frames[count] = [vio.read_video(p)[0] for p in json.loads(out)["outputs"]]
+    assert len(frames[3]) == 3
+    for a, b in zip(frames[2], frames[3][:2]):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(frames[3][0], frames[3][1])
+
+
 def test_same_seed_same_output(tiny_model_dir):
     import magvit_cli
 
@@ -198,6 +218,32 @@ def test_reconstruct_writes_video_tokens_and_metrics(clip, tiny_model_dir, tmp_p
                          capsys)
     assert code == 0, err
     assert vio.probe(tmp_path / "dec.mp4").num_frames == 20  # the padded last window is trimmed
+
+
+def test_reconstruct_streams_windows_with_whole_clip_metrics(clip, tiny_model_dir, tmp_path, capsys):
+    """reconstruct goes through the video a window at a time; its PSNR/SSIM are those of the
+    whole clip's round trip (per-frame values averaged over every frame)."""
+    import magvit_cli
+    from magvit_cli import metrics
+
+    code, out, err = run(["reconstruct", clip, "--model", tiny_model_dir, "-o", tmp_path / "rec.mp4", "--json"],
+                         capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    model = magvit_cli.load_model(tiny_model_dir)
+    video = model._fit(vio.frames_to_tensor(vio.read_video(clip)[0]).unsqueeze(0))
+    T = model.config.num_frames
+    recon = []
+    for start in range(0, video.shape[2], T):
+        window = video[:, :, start:start + T]
+        n = window.shape[2]
+        padded = torch.cat([window, window[:, :, -1:].expand(-1, -1, T - n, -1, -1)], dim=2)
+        recon.append(model.decode(model.encode(padded))[:, :, :n])
+    recon = torch.cat(recon, dim=2)
+    assert result["frames"] == video.shape[2] == 20
+    assert result["psnr"] == pytest.approx(float(metrics.psnr(recon, video)[0]), abs=1e-3)
+    assert result["ssim"] == pytest.approx(float(metrics.ssim(recon, video)[0]), abs=1e-4)
+    assert vio.probe(tmp_path / "rec.mp4").num_frames == 20
 
 
 def test_info_on_an_example_clip_matches_the_container(tiny_model_dir, capsys):
