@@ -5,7 +5,8 @@ The model edits T frames at H x W. Here a video streams through it:
 * inpainting and outpainting (`ClipJob`): the video is cut into windows of `window`
   frames, consecutive windows sharing `overlap` frames. Each window is seen through a
   `View` (geometry.py) at the model's size, the edit is snapped to the token grid, the
-  model fills it, and the result is pasted back at the source's resolution: only the
+  model fills it (its output shifted to meet the known pixels, model.seamless), and the
+  result is pasted back at the source's resolution: only the
   hole (plus a feathered band of one cell around it) or the new margin is replaced,
   every other pixel is the input's, bit for bit. Frames two windows share are
   cross-faded.
@@ -39,7 +40,7 @@ from . import masks
 from . import video as vio
 from .errors import InputError, OutOfMemoryError, UsageError
 from .masks import Mask
-from .model import OUTPAINT_TASK, DecodeOptions, Magvit, ModelConfig
+from .model import OUTPAINT_TASK, DecodeOptions, Magvit, ModelConfig, seamless
 
 MAX_NEW_FRAMES = 100_000  # frame prediction: past this a typo would run for days and fill the disk
 
@@ -429,8 +430,10 @@ class ClipJob(ABC):
                                               generator=generator)
 
                     result = runner(call, len(prepared))
-                    for (window, _), frames in zip(prepared, result):
+                    for i, ((window, _), frames) in enumerate(zip(prepared, result)):
                         window.output = frames
+                        if self.edit.composite:  # match the known pixels before blending them in
+                            window.output = seamless(frames[None], video[i:i + 1], keep[i:i + 1])[0]
                         window.snapped = geo.expand_cells(window.edit_cells, self.clip)
                         window.feathered = geo.feather(window.snapped, feather_radius)
 

@@ -20,7 +20,7 @@ from magvit_cli import editing, geometry as geo, planning, video as vio
 from magvit_cli.cli import main
 from magvit_cli.errors import EXIT_MEMORY, OutOfMemoryError
 from magvit_cli.masks import parse_mask
-from magvit_cli.model import DecodeOptions, Magvit
+from magvit_cli.model import DecodeOptions, Magvit, pull_push, seamless
 
 from test_video import make_clip, reopen  # PyAV-written clips with an audio burst
 
@@ -138,6 +138,30 @@ def test_variable_rate_frames_are_resampled_like_ffmpegs_fps_filter():
 def read_png(folder):
     frames, _ = vio.read_video(folder)
     return frames
+
+
+def test_pull_push_keeps_known_pixels_and_fills_the_rest_from_them():
+    values = torch.rand(2, 3, 13, 10, generator=torch.Generator().manual_seed(0))
+    known = torch.zeros(2, 1, 13, 10)
+    known[0, :, 2:5, 1:9] = 1  # image 1 has no known pixel
+    filled = pull_push(values * known, known)
+    assert torch.equal(filled[0][known[0].expand(3, -1, -1) > 0], values[0][known[0].expand(3, -1, -1) > 0])
+    inside = values[0, :, 2:5, 1:9].flatten(1)
+    assert (filled[0].flatten(1).min(1).values >= inside.min(1).values - 1e-6).all()
+    assert (filled[0].flatten(1).max(1).values <= inside.max(1).values + 1e-6).all()
+    assert torch.equal(filled[1], torch.zeros_like(filled[1]))
+    assert torch.allclose(pull_push(values, torch.ones(2, 1, 13, 10)), values)
+
+
+def test_seamless_removes_a_colour_cast_everywhere_and_leaves_frames_without_known_pixels():
+    video = torch.rand(2, 3, 4, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25
+    cast = video + torch.tensor([0.1, -0.05, 0.02]).view(1, 3, 1, 1, 1)  # what a biased tokenizer gives back
+    keep = torch.ones(1, 1, 4, 16, 16, dtype=torch.bool)
+    keep[..., 4:12, 4:12] = False  # a hole in every frame...
+    keep[:, :, 3] = False  # ...and one frame with nothing known
+    out = seamless(cast, video, keep)
+    assert torch.allclose(out[:, :, :3], video[:, :, :3], atol=1e-5)  # hole included: the cast is gone
+    assert torch.equal(out[:, :, 3], cast[:, :, 3].clamp(0, 1))
 
 
 def test_inpaint_replaces_only_the_snapped_hole_and_its_feathered_band(model, png_clip, tmp_path):
