@@ -15,7 +15,14 @@ the held-out split (`<data>/heldout/<class>/*.mp4`, first frames of each file):
       outpainting vs edge-replicate padding,
       interpolation vs linear blending of the two keyframes,
       prediction  vs repeating the last known frame (greedy decoding, and the best of 4
-      samples per clip, the paper's best-of-N protocol).
+      samples per clip, the paper's best-of-N protocol);
+    with --i3d, also the FVD of model and baseline outputs against the true clips;
+  * inpainting and outpainting at each clip's own resolution, through the editing layer
+    users run (`magvit inpaint` / `magvit outpaint`: the model works at its size and the
+    result is composited back): 16-frame segments of the held-out example videos
+    (--examples); for outpainting the input is the segment's central part and the
+    margins the model makes up are compared with the real ones. Edited region only,
+    against the same fills computed at that resolution.
 
 Writes results.json and one contact sheet per task (input | mask | output | truth,
 three clips) into --out.
@@ -26,17 +33,24 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from magvit_cli import masks
 from magvit_cli import tasks as task_lib
+from magvit_cli import video as vio
 from magvit_cli.checkpoint import load_model
 from magvit_cli.data import decode_frames, resize_crop
-from magvit_cli.metrics import psnr, ssim
+from magvit_cli.editing import inpaint_video, outpaint_video
+from magvit_cli.errors import UsageError
+from magvit_cli.i3d import load_i3d
+from magvit_cli.metrics import frechet_distance, psnr, ssim
 from magvit_cli.model import DecodeOptions
 from magvit_cli.train import masked_token_loss
 
@@ -44,12 +58,16 @@ INPAINT = ("inpainting_c", "inpainting_dv")
 OUTPAINT = ("outpainting_c", "outpainting_v", "outpainting_h", "outpainting_dv")
 GREEDY = dict(temperature=1e-6, choice_temperature=0.0)  # argmax tokens, most confident first
 SAMPLES = 4
+TRAIN_PER_CLASS = 8  # training clips per class for the frame-prediction-on-seen-data row
 
 
-def load_clips(folder: Path, num_frames: int, resolution: tuple[int, int]) -> tuple[torch.Tensor, list[str]]:
-    """The first `num_frames` frames of every video under `folder`, sorted by path, resized
-    and centre-cropped to `resolution`."""
+def load_clips(folder: Path, num_frames: int, resolution: tuple[int, int],
+               per_class: int | None = None) -> tuple[torch.Tensor, list[str]]:
+    """The first `num_frames` frames of every video under `folder` (or of the first
+    `per_class` of each sub-folder), sorted by path, resized and centre-cropped to `resolution`."""
     paths = sorted(folder.rglob("*.mp4"))
+    if per_class is not None:
+        paths = [p for d in sorted({p.parent for p in paths}) for p in sorted(d.glob("*.mp4"))[:per_class]]
     clips = []
     for path in paths:
         frames = torch.from_numpy(decode_frames(str(path), 0, num_frames)).permute(3, 0, 1, 2).float() / 255
@@ -70,33 +88,37 @@ def region_psnr(output: torch.Tensor, truth: torch.Tensor, edited: torch.Tensor)
 
 
 def nearest_fill(video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Edge-replicate fill of every unknown pixel, frame by frame: outside a known box,
-    clamp into it (outpainting); inside a box-shaped hole, copy the nearest known
-    pixel just outside the hole's nearest side (inpainting)."""
+    """Edge-replicate fill of every unknown pixel, frame by frame. Where the known pixels
+    form a box (outpainting), coordinates are clamped into it; where the unknown pixels
+    form a box (inpainting), each takes the known pixel just outside the hole's nearest
+    side (ties: top, bottom, left, right)."""
     out = video.clone()
     _, _, length, height, width = video.shape
     keep = keep.expand(1, 1, length, height, width)[0, 0]
     rows, cols = torch.arange(height), torch.arange(width)
     for f in range(length):
         known = keep[f]
-        if known.all():
+        if known.all() or not known.any():
             continue
         hole = ~known
-        r = hole.any(1).nonzero()[:, 0]
-        c = hole.any(0).nonzero()[:, 0]
-        if known[r[0]:r[-1] + 1, c[0]:c[-1] + 1].any() or not known.any():
+        r, c = hole.any(1).nonzero()[:, 0], hole.any(0).nonzero()[:, 0]
+        top, bottom, left, right = int(r[0]), int(r[-1]), int(c[0]), int(c[-1])
+        if known[top:bottom + 1, left:right + 1].any():
             # Known pixels form a box (outpainting): clamp coordinates into it.
             kr, kc = known.any(1).nonzero()[:, 0], known.any(0).nonzero()[:, 0]
             ri, ci = rows.clamp(int(kr[0]), int(kr[-1])), cols.clamp(int(kc[0]), int(kc[-1]))
             out[:, :, f] = video[:, :, f][:, :, ri][:, :, :, ci]
             continue
-        top, bottom, left, right = int(r[0]), int(r[-1]), int(c[0]), int(c[-1])
-        for y in range(top, bottom + 1):
-            for x in range(left, right + 1):
-                choices = [(y - top, max(top - 1, 0), x), (bottom - y, min(bottom + 1, height - 1), x),
-                           (x - left, y, max(left - 1, 0)), (right - x, y, min(right + 1, width - 1))]
-                _, sy, sx = min(c for c in choices if known[c[1], c[2]])
-                out[:, :, f, y, x] = video[:, :, f, sy, sx]
+        y = torch.arange(top, bottom + 1)[:, None].expand(-1, right - left + 1)
+        x = torch.arange(left, right + 1)[None, :].expand(bottom - top + 1, -1)
+        inf = torch.full_like(y, height + width)
+        # Distance to each side, infinite where that side is the frame's border.
+        sides = torch.stack([y - top if top > 0 else inf, bottom - y if bottom < height - 1 else inf,
+                             x - left if left > 0 else inf, right - x if right < width - 1 else inf])
+        nearest = sides.argmin(0)
+        sy = torch.stack([torch.full_like(y, top - 1), torch.full_like(y, bottom + 1), y, y]).gather(0, nearest[None])[0]
+        sx = torch.stack([x, x, torch.full_like(x, left - 1), torch.full_like(x, right + 1)]).gather(0, nearest[None])[0]
+        out[:, :, f, top:bottom + 1, left:right + 1] = video[:, :, f, sy.clamp(0, height - 1), sx.clamp(0, width - 1)]
     return out
 
 
@@ -125,7 +147,9 @@ def contact_sheet(path: Path, rows: list[tuple[torch.Tensor, ...]], frames: int 
         panels = [torch.cat(list(v[:, index].permute(1, 0, 2, 3)), dim=2) for v in videos]  # [3, H, n*W]
         gap = torch.ones(3, panels[0].shape[1], 4)
         lines.append(torch.cat([x for p in panels for x in (p, gap)][:-1], dim=2))
-    grid = torch.cat([x for line in lines for x in (line, torch.ones(3, 4, line.shape[2]))][:-1], dim=1)
+    width = max(line.shape[2] for line in lines)  # clips of other sizes: pad short rows with white
+    lines = [F.pad(line, (0, width - line.shape[2]), value=1.0) for line in lines]
+    grid = torch.cat([x for line in lines for x in (line, torch.ones(3, 4, width))][:-1], dim=1)
     image = (grid.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)
@@ -135,12 +159,103 @@ def summary(values: torch.Tensor) -> float:
     return round(float(values.mean()), 2)
 
 
+def segments(path: Path, length: int, count: int = 3) -> list[tuple[int, torch.Tensor]]:
+    """`count` evenly spaced segments of `length` frames of a video: (start, [3, T, H, W])."""
+    frames = vio.frames_to_tensor(vio.read_video(path)[0])  # [3, T, H, W]
+    total = frames.shape[1]
+    starts = sorted({round(i * (total - length) / max(count - 1, 1)) for i in range(count)})
+    return [(s, frames[:, s:s + length]) for s in starts]
+
+
+def write_frames(folder: Path, video: torch.Tensor) -> Path:
+    """A clip [3, T, H, W] as a folder of PNG frames (lossless input for the editing layer)."""
+    with vio.VideoWriter(folder, vio.FRAME_FOLDER_FPS) as writer:
+        for frame in vio.tensor_to_frames(video):
+            writer.write(frame)
+    return folder
+
+
+def read_frames(folder: Path) -> torch.Tensor:
+    return vio.frames_to_tensor(vio.read_video(folder)[0])
+
+
+# Native-resolution edits: (task, how the editing layer is asked, the kept part of the
+# original frame as fractions (top, bottom, left, right) for outpainting).
+NATIVE = (("inpainting_c", "box", None), ("inpainting_dv", "dynamic-box", None),
+          ("outpainting_c", "all", (0.25, 0.75, 0.25, 0.75)),
+          ("outpainting_v", "horizontal", (0.0, 1.0, 0.25, 0.75)),
+          ("outpainting_h", "vertical", (0.25, 0.75, 0.0, 1.0)))
+
+
+def native_resolution(model, examples: list[Path], length: int, options: DecodeOptions, out: Path) -> dict:
+    """Inpainting and outpainting of held-out videos at their own resolution, through
+    editing.inpaint_video / outpaint_video (greedy decoding), against the trivial fills;
+    PSNR over the pixels the edit had to make up, averaged over segments."""
+    rows: dict[str, dict[str, list[float]]] = {}
+    sheets: dict[str, list] = {}
+    skipped: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for path in examples:
+            for start, truth in segments(path, length):
+                name = f"{path.stem}_{start}"
+                clip = truth[None]
+                _, T, H, W = truth.shape
+                whole = write_frames(tmp / f"{name}_in", truth)
+                for task, how, kept in NATIVE:
+                    if task not in model.config.tasks:
+                        continue
+                    result = tmp / f"{name}_{task}"
+                    if kept is None:  # inpainting: the hole of --mask `how`
+                        inpaint_video(model, whole, result, mask=how, options=options)
+                        hole = masks.parse_mask(how, (H, W), T, vio.FRAME_FOLDER_FPS)
+                        keep = ~torch.stack([hole.at(i) for i in range(T)])[None, None]
+                        fills = {"mean_colour_fill": mean_fill(clip, keep), "edge_replicate_fill": nearest_fill(clip, keep)}
+                    else:  # outpainting: grow the central part back to the full frame
+                        top, bottom, left, right = (round(kept[0] * H), round(kept[1] * H), round(kept[2] * W),
+                                                    round(kept[3] * W))
+                        source = write_frames(tmp / f"{name}_{task}_in", truth[:, :, top:bottom, left:right])
+                        try:
+                            outpaint_video(model, source, result, direction=how, options=options)
+                        except UsageError as error:  # e.g. a 640x136 strip is too thin for the model's view
+                            skipped.append(f"{task} on {name}: {error.message}")
+                            continue
+                        keep = torch.zeros(1, 1, 1, H, W, dtype=torch.bool)
+                        keep[..., top:bottom, left:right] = True
+                        fills = {"edge_replicate_padding": nearest_fill(clip, keep)}
+                    output = read_frames(result)[None]
+                    if output.shape != clip.shape:
+                        raise RuntimeError(f"{task} on {name}: output {list(output.shape)}, expected {list(clip.shape)}")
+                    edited = ~keep
+                    row = rows.setdefault(task, {"segments": []})
+                    row["segments"].append(name)
+                    row.setdefault("model_greedy", []).append(float(region_psnr(output, clip, edited)))
+                    for fill, video in fills.items():
+                        row.setdefault(fill, []).append(float(region_psnr(video, clip, edited)))
+                    if start == 0:
+                        mask_view = torch.where(keep, clip, torch.full_like(clip, 0.5))[0]
+                        sheets.setdefault(task, []).append((mask_view, output[0], truth))
+    for task, picks in sheets.items():
+        contact_sheet(out / f"sheet_native_{task}.png", picks)
+    table = {task: {k: (v if k == "segments" else round(sum(v) / len(v), 2)) for k, v in row.items()}
+             for task, row in rows.items()}
+    for task, row in table.items():
+        print("native", task, row, flush=True)
+    if skipped:
+        table["skipped"] = sorted(set(skipped))
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="weights")
     parser.add_argument("--data", type=Path, default=Path("/work/data"))
     parser.add_argument("--out", type=Path, default=Path("/work/runs/eval"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--examples", type=Path, nargs="*",
+                        default=[Path("examples") / f"{n}.mp4" for n in ("bikes", "carphone", "city")],
+                        help="held-out videos for the native-resolution rows (the repository's examples)")
+    parser.add_argument("--i3d", help="I3D weights (python -m magvit_cli.i3d) for FVD; no FVD without it")
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -193,6 +308,12 @@ def main() -> None:
         return torch.cat([model.run_task(task, video[i:i + 8], None if use is None else use[i:i + 8], options)
                           for i in range(0, len(video), 8)])
 
+    i3d = load_i3d(args.i3d, device="cpu") if args.i3d else None
+    truth_features = batched(i3d.features, real) if i3d else None
+
+    def fvd(video: torch.Tensor) -> float:
+        return round(frechet_distance(truth_features, batched(i3d.features, video)), 1)
+
     table = {}
     sheets = {}
     for task in INPAINT + OUTPAINT + ("frame_interpolation", "frame_prediction"):
@@ -204,14 +325,18 @@ def main() -> None:
         greedy = run(task, DecodeOptions(seed=args.seed, **GREEDY))
         row = {"model_greedy": summary(region_psnr(greedy, real, edited))}
         if task in INPAINT:
-            row["mean_colour_fill"] = summary(region_psnr(mean_fill(real, keep), real, edited))
-            row["edge_replicate_fill"] = summary(region_psnr(nearest_fill(real, keep), real, edited))
+            baselines = {"mean_colour_fill": mean_fill(real, keep), "edge_replicate_fill": nearest_fill(real, keep)}
         elif task in OUTPAINT:
-            row["edge_replicate_padding"] = summary(region_psnr(nearest_fill(real, keep), real, edited))
+            baselines = {"edge_replicate_padding": nearest_fill(real, keep)}
         elif task == "frame_interpolation":
-            row["linear_blend"] = summary(region_psnr(cond.video, real, edited))
+            baselines = {"linear_blend": cond.video}
         else:
-            row["repeat_last_frame"] = summary(region_psnr(cond.video, real, edited))
+            baselines = {"repeat_last_frame": cond.video}
+        for name, video in baselines.items():
+            row[name] = summary(region_psnr(video, real, edited))
+        if i3d:
+            row["fvd"] = {"model_greedy": fvd(greedy), **{name: fvd(video) for name, video in baselines.items()}}
+        if task == "frame_prediction":
             samples = torch.stack([region_psnr(run(task, DecodeOptions(seed=args.seed + 1 + s)), real, edited)
                                    for s in range(SAMPLES)])
             row[f"model_best_of_{SAMPLES}"] = summary(samples.max(0).values)
@@ -224,6 +349,29 @@ def main() -> None:
     results["tasks_psnr_edited_region"] = table
     for task, rows in sheets.items():
         contact_sheet(args.out / f"sheet_{task}.png", rows)
+    if i3d:
+        recon = batched(model.decode, batched(model.encode, real))
+        results["fvd_tokenizer_real"] = fvd(recon)
+
+    # Frame prediction on clips the model was trained on (the training issue's bar).
+    seen, seen_names = load_clips(args.data / "train", T, resolution, per_class=TRAIN_PER_CLASS)
+    seen_labels = torch.tensor([config.class_names.index(n.split("/")[0]) for n in seen_names])
+    cond = task_lib.condition("frame_prediction", seen, latent)
+    predicted = torch.cat([model.run_task("frame_prediction", seen[i:i + 8], None, DecodeOptions(seed=args.seed, **GREEDY))
+                           for i in range(0, len(seen), 8)])
+    edited = ~cond.video_mask
+    per_class = {}
+    for name in config.class_names:
+        pick = seen_labels == config.class_names.index(name)
+        per_class[name] = {"model_greedy": summary(region_psnr(predicted[pick], seen[pick], edited)),
+                           "repeat_last_frame": summary(region_psnr(cond.video[pick], seen[pick], edited))}
+    results["frame_prediction_training_clips"] = {
+        "clips": len(seen), "model_greedy": summary(region_psnr(predicted, seen, edited)),
+        "repeat_last_frame": summary(region_psnr(cond.video, seen, edited)), "per_class": per_class}
+    print("frame prediction, training clips", results["frame_prediction_training_clips"], flush=True)
+
+    results["native_resolution_psnr_edited_region"] = native_resolution(
+        model, args.examples, T, DecodeOptions(seed=args.seed, **GREEDY), args.out)
 
     # Class-conditional generation: one clip per class, for a look, no score.
     if "full_generation" in config.tasks:

@@ -24,7 +24,8 @@ tokenizer)
     #  * lr 1e-3 with beta1 0.9: at 5e-4 / beta1 0 the codebook (initialised at
     #    |c| ~ 0.4 against encoder outputs of |z| ~ 2) had barely moved after 200 steps
     #    and the decoder saw almost no information (first attempt: 10.7 dB);
-    #  * batch 2 for more updates, a short EMA (0.95) that forgets the untrained start.
+    #  * batch 2 for more updates, a short EMA (0.95) that forgets the untrained start;
+    #  * bf16 autocast (the quantizer stays in float32): 1.9x faster on a CPU with AVX512-BF16.
     out=$RUNS/tokenizer
     $MAGVIT train tokenizer "$DATA/train" --output "$out" --preset small $(resume_flag "$out") \
         --set tokenizer.channel_multipliers=1,1,2,4 \
@@ -32,19 +33,22 @@ tokenizer)
         --set tokenizer.codebook_size=256 \
         --set adversarial_weight=0 --set r1_weight=0 \
         --set batch_size=2 --set lr=1e-3 --set beta1=0.9 --set warmup_steps=10 --set ema_decay=0.95 \
-        --set steps="${STEPS:-360}" \
+        --set precision="${PRECISION:-bfloat16}" \
+        --set steps="${STEPS:-4300}" \
         --set num_workers=1 --set save_every=25 --set preview_every=100 --set log_every=5 \
         --quiet --json
     ;;
 transformer)
     # Tokens are made on the fly from augmented clips of every training video: a token
     # cache would run the tokenizer ten times per video (clip + nine condition videos)
-    # before the first step, which costs as much as the whole CPU budget.
+    # before the first step, which costs as much as the whole CPU budget. The tokenizer runs
+    # in float32 (tokens as inference makes them); bf16 autocast covers the transformer.
     out=$RUNS/transformer
     $MAGVIT train transformer "$DATA/train" --tokenizer "$RUNS/tokenizer" --output "$out" \
         --preset small $(resume_flag "$out") \
         --set tasks=frame_prediction,frame_interpolation,outpainting_c,outpainting_v,outpainting_h,outpainting_dv,inpainting_c,inpainting_dv,full_generation,frame_prediction_c \
-        --set batch_size=8 --set lr=6e-4 --set warmup_steps=20 --set steps="${STEPS:-300}" \
+        --set batch_size=8 --set lr=1e-3 --set warmup_steps=50 --set steps="${STEPS:-1500}" \
+        --set precision="${PRECISION:-bfloat16}" \
         --set num_workers=1 --set save_every=10 --set preview_every=100 --set log_every=5 \
         --quiet --json
     ;;
