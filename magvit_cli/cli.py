@@ -56,7 +56,7 @@ TemperatureOpt = Annotated[float, typer.Option("--temperature", help="Temperatur
 GuidanceOpt = Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale (0 = off, as in the paper).")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto (bf16 on CUDA and on CPUs with native bf16), float32 or bfloat16.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Run a task the model was not trained for.")]
-CompositeOpt = Annotated[bool, typer.Option("--composite/--no-composite", help="Paste the result into the input at its resolution, replacing only what the task edits (default); --no-composite writes the raw model output at the model's size.")]
+CompositeOpt = Annotated[bool, typer.Option("--composite/--no-composite", help="Paste the result into the input at its resolution, replacing only what the task edits, the made-up pixels shifted to meet the known ones without a seam (default); --no-composite writes the raw model output at the model's size.")]
 InputsArg = Annotated[list[str], typer.Argument(help="Videos (or frame folders), folders of videos, or glob patterns such as 'clips/*.mp4'. Several inputs run as a batch.", show_default=False)]
 OutputDirOpt = Annotated[Optional[Path], typer.Option("--output-dir", help="Write every output into this folder (created if missing), named after its input. Outputs that exist are skipped unless --overwrite.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="In a batch, replace outputs that exist instead of skipping them.")]
@@ -467,8 +467,9 @@ def outpaint(
     dry_run: DryRunOpt = False, quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
 ):
     """Outpainting (OPC, OPV, OPH, OPD): extend the canvas. The model sees the whole grown
-    canvas (letterboxed to its aspect); its margins are pasted around the untouched input at
-    the input's resolution, with a feathered seam of one token cell."""
+    canvas (letterboxed to its aspect); its margins, shifted to meet the input's colours, are
+    pasted around the untouched input at the input's resolution, with a feathered seam of one
+    token cell."""
     from .editing import OutpaintJob
 
     run = Run(quiet, as_json, debug)
@@ -496,8 +497,8 @@ def inpaint(
 ):
     """Inpainting (IPC, IPD, or any mask): fill a region. Each window is seen around the hole
     (twice its size), the hole is snapped to the token grid (a cell is filled when any of its
-    pixels is masked) and pasted back at the input's resolution with a feathered band of one
-    cell; every other pixel stays the input's."""
+    pixels is masked), the fill is shifted to meet the colours around it, and it is pasted back
+    at the input's resolution with a feathered band of one cell; every other pixel stays the input's."""
     from .editing import InpaintJob
     from .masks import parse_mask
 
