@@ -41,7 +41,7 @@ def _overrides(args) -> list[str]:
            "preview_every=0"]
     if args.batch_size:
         out.append(f"batch_size={args.batch_size}")
-    return out
+    return out + [f"precision={args.precision}"]
 
 
 def _peak_memory(device: torch.device) -> float:
@@ -81,7 +81,7 @@ def _stage(stage: str, args, queue) -> None:
                    "device": str(device), "batch_size": config.batch_size, "steps": args.steps,
                    "parameters": parameters, "clips_per_s": round(_throughput(tmp / "run", args.warmup), 3),
                    "peak_memory_mib": round(_peak_memory(device), 1),
-                   "precision": "bfloat16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "float32"})
+                   "precision": "bfloat16" if train.setup_runtime(args.precision, device).amp else "float32"})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the timing")
     parser.add_argument("--batch-size", type=int, default=0, help="global batch (default: the preset's)")
     parser.add_argument("--stages", default="tokenizer,transformer")
+    parser.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="auto: bf16 autocast on GPUs that support it; bfloat16 also on a CPU")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     args.size = args.size or ("b" if args.device.startswith("cuda") else "small")
