@@ -897,7 +897,7 @@ def test_signal_in_the_middle_of_a_task(own_clip, tiny_model_dir, tmp_path):
     for sig, code in SIGNALS:
         out_dir = tmp_path / f"out-{sig.name}"
         out_dir.mkdir()
-        process = start(["predict", own_clip, "--frames", "600", "--steps", "2", "--model", tiny_model_dir,
+        process = start(["predict", own_clip, "--frames", "6000", "--steps", "2", "--model", tiny_model_dir,
                          "--device", "cpu", "-o", out_dir / "long.mp4"])
         runs.append((sig, code, out_dir, process))
     for sig, code, out_dir, process in runs:
