@@ -92,7 +92,7 @@ def test_generate_in_batches_keeps_the_first_clips(tiny_model_dir, tmp_path, cap
         base = tmp_path / f"c{count}" / "gen.mp4"
         base.parent.mkdir()
         code, out, err = run(["generate", "--class", "1", "--count", str(count), "--model", tiny_model_dir,
-                              "-o", base, "--steps", "2", "--seed", "5", "--json"], capsys)
+                              "-o", base, "--steps", "2", "--seed", "5", "--dtype", "float32", "--json"], capsys)
         assert code == 0, err
         frames[count] = [vio.read_video(p)[0] for p in json.loads(out)["outputs"]]
     assert len(frames[3]) == 3
