@@ -81,7 +81,7 @@ def _stage(stage: str, args, queue) -> None:
                    "device": str(device), "batch_size": config.batch_size, "steps": args.steps,
                    "parameters": parameters, "clips_per_s": round(_throughput(tmp / "run", args.warmup), 3),
                    "peak_memory_mib": round(_peak_memory(device), 1),
-                   "precision": "bfloat16" if train.setup_runtime(args.precision, device).amp else "float32"})
+                   "precision": summary["precision"]})
 
 
 def main(argv: list[str] | None = None) -> int:

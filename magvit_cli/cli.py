@@ -596,6 +596,7 @@ def reconstruct(
     import torch
 
     from . import metrics
+    from .model import pad_frames
 
     run = Run(quiet, as_json, debug)
     m = run.load(model, device)
@@ -627,9 +628,8 @@ def reconstruct(
                             inputs=[source]) as writer:
         for _, frames in vio.iter_windows(source, T):
             window = m._fit(vio.frames_to_tensor(frames).unsqueeze(0).to(m.device))
-            n = window.shape[2]
-            if n < T:  # the last window: repeat its last frame, keep only the real ones
-                window = torch.cat([window, window[:, :, -1:].expand(-1, -1, T - n, -1, -1)], dim=2)
+            n = window.shape[2]  # the last window is padded; only its real frames are kept
+            window = pad_frames(window, T)
             codes = m.encode(window)
             grids.append(codes.cpu())
             recon, truth = m.decode(codes).cpu()[:, :, :n], window.cpu()[:, :, :n]

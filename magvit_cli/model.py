@@ -211,6 +211,15 @@ def seamless(output: torch.Tensor, video: torch.Tensor, keep: torch.Tensor) -> t
     return (output + shift.view(B, T, C, H, W).transpose(1, 2)).clamp(0, 1)
 
 
+def pad_frames(video: torch.Tensor, length: int) -> torch.Tensor:
+    """`video` [B, C, T, H, W] padded to `length` frames by repeating its last frame (the
+    last model window of a video)."""
+    missing = length - video.shape[2]
+    if missing <= 0:
+        return video
+    return torch.cat([video, video[:, :, -1:].expand(-1, -1, missing, -1, -1)], dim=2)
+
+
 def pull_push(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Fill images [N, C, H, W] where `weights` [N, 1, H, W] (0 = unknown, 1 = known; `values`
     already multiplied by them) is 0, from a weight-normalised image pyramid: each unknown
@@ -433,9 +442,7 @@ class Magvit(nn.Module):
         for start in range(0, length, T):
             window = video[:, :, start:start + T]
             n = window.shape[2]
-            if n < T:
-                window = torch.cat([window, window[:, :, -1:].expand(-1, -1, T - n, -1, -1)], dim=2)
-            outs.append(self._run(task, window, None, options, on_step, generator=generator)[:, :, :n])
+            outs.append(self._run(task, pad_frames(window, T), None, options, on_step, generator=generator)[:, :, :n])
         return torch.cat(outs, dim=2)
 
     def _place(self, task: str, clip: torch.Tensor) -> torch.Tensor:

@@ -1011,6 +1011,7 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
         "parameters": sum(p.numel() for p in generator.parameters()), "weights_sha256": weights_digest(ema),
         "discriminator_parameters": sum(p.numel() for p in discriminator.parameters()),
         "clips": len(dataset), "class_names": class_names,
+        "precision": "bfloat16" if runtime.amp else "float32",
         "seconds": round(time.perf_counter() - reporter.started, 2),
     }
     return summary
@@ -1275,6 +1276,7 @@ def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset
                "parameters": sum(p.numel() for p in transformer.parameters()), "tasks": list(config.tasks),
                "weights_sha256": weights_digest(magvit),
                "class_names": class_names, "clips": len(dataset),
+               "precision": "bfloat16" if runtime.amp else "float32",
                "seconds": round(time.perf_counter() - reporter.started, 2)}
     if "frame_prediction" in config.tasks:
         predicted = generate("frame_prediction")

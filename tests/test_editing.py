@@ -20,7 +20,7 @@ from magvit_cli import editing, geometry as geo, planning, video as vio
 from magvit_cli.cli import main
 from magvit_cli.errors import EXIT_MEMORY, OutOfMemoryError
 from magvit_cli.masks import parse_mask
-from magvit_cli.model import DecodeOptions, Magvit, pull_push, seamless
+from magvit_cli.model import DecodeOptions, Magvit, pad_frames, pull_push, seamless
 
 from test_video import make_clip, reopen  # PyAV-written clips with an audio burst
 
@@ -162,6 +162,14 @@ def test_seamless_removes_a_colour_cast_everywhere_and_leaves_frames_without_kno
     out = seamless(cast, video, keep)
     assert torch.allclose(out[:, :, :3], video[:, :, :3], atol=1e-5)  # hole included: the cast is gone
     assert torch.equal(out[:, :, 3], cast[:, :, 3].clamp(0, 1))
+
+
+def test_the_last_window_is_padded_with_its_last_frame():
+    video = torch.rand(1, 3, 5, 4, 4)
+    padded = pad_frames(video, 8)
+    assert padded.shape[2] == 8 and torch.equal(padded[:, :, :5], video)
+    assert all(torch.equal(padded[:, :, t], video[:, :, 4]) for t in range(5, 8))
+    assert pad_frames(video, 5) is video
 
 
 def test_inpaint_replaces_only_the_snapped_hole_and_its_feathered_band(model, png_clip, tmp_path):

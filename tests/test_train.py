@@ -234,7 +234,7 @@ def test_tokenizer_overfits_one_clip(videos, tmp_path):
     config = tokenizer_config("steps=24", "overfit_one_clip=true", "batch_size=1")
     summary = train.train_tokenizer(config, videos, tmp_path, quiet=True)
     log = metrics(tmp_path)
-    assert summary["steps"] == 24 and len(log) == 24
+    assert summary["steps"] == 24 and len(log) == 24 and summary["precision"] == "float32"
     first, last = log[0]["reconstruction"], sum(r["reconstruction"] for r in log[-4:]) / 4
     assert last < first / 5  # measured: 0.25 -> 0.01
     assert summary["psnr_end_raw"] > summary["psnr_start"] + 8  # measured: 5 dB -> 20 dB
