@@ -26,8 +26,8 @@ the held-out split (`<data>/heldout/<class>/*.mp4`, first frames of each file):
     margins the model makes up are compared with the real ones. Edited region only,
     against the same fills computed at that resolution.
 
-Writes results.json and one contact sheet per task (input | mask | output | truth,
-three clips) into --out.
+Writes results.json, its tables as tables.md (markdown, for the model card) and one contact
+sheet per task (input | mask | output | truth, three clips) into --out.
 """
 
 from __future__ import annotations
@@ -383,9 +383,59 @@ def main() -> None:
     write(args.out, results)
 
 
+SHORT = {"inpainting_c": "IPC", "inpainting_dv": "IPD", "outpainting_c": "OPC", "outpainting_v": "OPV",
+         "outpainting_h": "OPH", "outpainting_dv": "OPD", "frame_interpolation": "FI", "frame_prediction": "FP",
+         "frame_prediction_c": "CFP", "full_generation": "CG"}
+
+
+def label(key: str) -> str:
+    return key.replace("_", " ").replace("colour fill", "colour").replace("replicate fill", "replicate")
+
+
+def verdict(model: float, baselines: dict[str, float]) -> str:
+    lost = [label(name) for name, value in baselines.items() if value >= model]
+    return "beats " + ("it" if len(baselines) == 1 else "both") if not lost else "**loses** to " + ", ".join(lost)
+
+
+def tables(results: dict) -> str:
+    """The model card's tables (markdown) from `results`."""
+    lines = ["| Clips | PSNR | SSIM | Codes used | Perplexity |", "|---|---:|---:|---:|---:|"]
+    for key, clips in (("tokenizer_real", f"real ({results['clips']['real']})"),
+                       ("tokenizer_all_heldout", f"all held-out ({results['clips']['all_heldout']})")):
+        r = results[key]
+        lines.append(f"| {clips} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | {r['codes_used_pct']:.1f} % | {r['perplexity']:.0f} |")
+    if "masked_token_loss" not in results:
+        return "\n".join(lines) + "\n"
+    losses = results["masked_token_loss"]
+    lines += ["", "Masked-token cross-entropy at mask ratio 0.5 (uniform guess: "
+              f"{results['uniform_loss']:.2f}): " + ", ".join(f"{SHORT.get(t, t)} {v:.2f}" for t, v in losses.items()) + ".",
+              "", "| Task | Model, sampled (mean of 4) | Model, greedy | Baseline(s) | Verdict (sampled) | FVD model / baseline(s) |",
+              "|---|---:|---:|---|---|---|"]
+    for task, row in results["tasks_psnr_edited_region"].items():
+        base = {k: v for k, v in row.items() if not k.startswith("model") and k != "fvd"}
+        sampled = f"{row['model_sampled']:.2f}" + (f" (best of 4: {row['model_best_of_4']:.2f})" if "model_best_of_4" in row else "")
+        fvd = row.get("fvd")
+        fvd_text = " / ".join(f"{v:.0f}" for v in fvd.values()) if fvd else "—"
+        lines.append(f"| {SHORT[task]} | {sampled} | {row['model_greedy']:.2f} | "
+                     + ", ".join(f"{label(k)} {v:.2f}" for k, v in base.items())
+                     + f" | {verdict(row['model_sampled'], base)} | {fvd_text} |")
+    native = results.get("native_resolution_psnr_edited_region", {})
+    if native:
+        lines += ["", "| Task | Model, sampled | Baseline(s) | Verdict | Segments |", "|---|---:|---|---|---:|"]
+        for task, row in native.items():
+            if task == "skipped":
+                continue
+            base = {k: v for k, v in row.items() if k not in ("segments", "model_sampled")}
+            lines.append(f"| {SHORT[task]} | {row['model_sampled']:.2f} | "
+                         + ", ".join(f"{label(k)} {v:.2f}" for k, v in base.items())
+                         + f" | {verdict(row['model_sampled'], base)} | {len(row['segments'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def write(out: Path, results: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / "tables.md").write_text(tables(results))
     print(json.dumps({k: v for k, v in results.items() if k != "clips"}, indent=1))
 
 
