@@ -860,9 +860,13 @@ TINY_TRAINING = ["num_frames=4", "resolution=16,16", "tokenizer.channel_multipli
 
 
 def start(args: list, new_session: bool = False) -> subprocess.Popen:
+    """The CLI in a child process that takes SIGINT as a terminal would give it: a shell's
+    background job (`cmd &`, nohup, some CI runners) starts with SIGINT ignored, which the
+    child would inherit, and then Ctrl-C rightly does nothing (observed: exit 0, 'wrote')."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([*ENTRY, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=new_session)
+                            env=env, start_new_session=new_session,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(condition, process: subprocess.Popen, what: str, timeout: float = 180) -> None:
