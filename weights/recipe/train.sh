@@ -47,7 +47,7 @@ transformer)
     $MAGVIT train transformer "$DATA/train" --tokenizer "$RUNS/tokenizer" --output "$out" \
         --preset small $(resume_flag "$out") \
         --set tasks=frame_prediction,frame_interpolation,outpainting_c,outpainting_v,outpainting_h,outpainting_dv,inpainting_c,inpainting_dv,full_generation,frame_prediction_c \
-        --set batch_size=8 --set lr=1e-3 --set warmup_steps=50 --set steps="${STEPS:-1500}" \
+        --set batch_size=8 --set lr=1e-3 --set warmup_steps=50 --set steps="${STEPS:-3700}" \
         --set precision="${PRECISION:-bfloat16}" \
         --set num_workers=1 --set save_every=10 --set preview_every=100 --set log_every=5 \
         --quiet --json
