@@ -421,6 +421,10 @@ class Runtime:
     def distributed(self) -> bool:
         return self.world_size > 1
 
+    @property
+    def precision(self) -> str:
+        return "bfloat16" if self.amp is not None else "float32"
+
     def autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None)
 
@@ -1011,7 +1015,7 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
         "parameters": sum(p.numel() for p in generator.parameters()), "weights_sha256": weights_digest(ema),
         "discriminator_parameters": sum(p.numel() for p in discriminator.parameters()),
         "clips": len(dataset), "class_names": class_names,
-        "precision": "bfloat16" if runtime.amp else "float32",
+        "precision": runtime.precision,
         "seconds": round(time.perf_counter() - reporter.started, 2),
     }
     return summary
@@ -1276,7 +1280,7 @@ def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset
                "parameters": sum(p.numel() for p in transformer.parameters()), "tasks": list(config.tasks),
                "weights_sha256": weights_digest(magvit),
                "class_names": class_names, "clips": len(dataset),
-               "precision": "bfloat16" if runtime.amp else "float32",
+               "precision": runtime.precision,
                "seconds": round(time.perf_counter() - reporter.started, 2)}
     if "frame_prediction" in config.tasks:
         predicted = generate("frame_prediction")
