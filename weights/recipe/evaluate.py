@@ -383,13 +383,12 @@ def main() -> None:
     write(args.out, results)
 
 
-SHORT = {"inpainting_c": "IPC", "inpainting_dv": "IPD", "outpainting_c": "OPC", "outpainting_v": "OPV",
-         "outpainting_h": "OPH", "outpainting_dv": "OPD", "frame_interpolation": "FI", "frame_prediction": "FP",
-         "frame_prediction_c": "CFP", "full_generation": "CG"}
-
-
 def label(key: str) -> str:
     return key.replace("_", " ").replace("colour fill", "colour").replace("replicate fill", "replicate")
+
+
+def listing(baselines: dict[str, float]) -> str:
+    return ", ".join(f"{label(k)} {v:.2f}" for k, v in baselines.items())
 
 
 def verdict(model: float, baselines: dict[str, float]) -> str:
@@ -408,17 +407,17 @@ def tables(results: dict) -> str:
         return "\n".join(lines) + "\n"
     losses = results["masked_token_loss"]
     lines += ["", "Masked-token cross-entropy at mask ratio 0.5 (uniform guess: "
-              f"{results['uniform_loss']:.2f}): " + ", ".join(f"{SHORT.get(t, t)} {v:.2f}" for t, v in losses.items()) + ".",
-              "", "| Task | Model, sampled (mean of 4) | Model, greedy | Baseline(s) | Verdict (sampled) | FVD model / baseline(s) |",
+              f"{results['uniform_loss']:.2f}): " + ", ".join(f"{task_lib.get_task(t).short} {v:.2f}" for t, v in losses.items()) + ".",
+              "", f"| Task | Model, sampled (mean of {SAMPLES}) | Model, greedy | Baseline(s) | Verdict (sampled) | FVD model / baseline(s) |",
               "|---|---:|---:|---|---|---|"]
     for task, row in results["tasks_psnr_edited_region"].items():
         base = {k: v for k, v in row.items() if not k.startswith("model") and k != "fvd"}
-        sampled = f"{row['model_sampled']:.2f}" + (f" (best of 4: {row['model_best_of_4']:.2f})" if "model_best_of_4" in row else "")
+        best = row.get(f"model_best_of_{SAMPLES}")
+        sampled = f"{row['model_sampled']:.2f}" + (f" (best of {SAMPLES}: {best:.2f})" if best is not None else "")
         fvd = row.get("fvd")
         fvd_text = " / ".join(f"{v:.0f}" for v in fvd.values()) if fvd else "—"
-        lines.append(f"| {SHORT[task]} | {sampled} | {row['model_greedy']:.2f} | "
-                     + ", ".join(f"{label(k)} {v:.2f}" for k, v in base.items())
-                     + f" | {verdict(row['model_sampled'], base)} | {fvd_text} |")
+        lines.append(f"| {task_lib.get_task(task).short} | {sampled} | {row['model_greedy']:.2f} | {listing(base)} "
+                     f"| {verdict(row['model_sampled'], base)} | {fvd_text} |")
     native = results.get("native_resolution_psnr_edited_region", {})
     if native:
         lines += ["", "| Task | Model, sampled | Baseline(s) | Verdict | Segments |", "|---|---:|---|---|---:|"]
@@ -426,9 +425,8 @@ def tables(results: dict) -> str:
             if task == "skipped":
                 continue
             base = {k: v for k, v in row.items() if k not in ("segments", "model_sampled")}
-            lines.append(f"| {SHORT[task]} | {row['model_sampled']:.2f} | "
-                         + ", ".join(f"{label(k)} {v:.2f}" for k, v in base.items())
-                         + f" | {verdict(row['model_sampled'], base)} | {len(row['segments'])} |")
+            lines.append(f"| {task_lib.get_task(task).short} | {row['model_sampled']:.2f} | {listing(base)} "
+                         f"| {verdict(row['model_sampled'], base)} | {len(row['segments'])} |")
     return "\n".join(lines) + "\n"
 
 
