@@ -830,6 +830,7 @@ def train_transformer_command(
     preset: Annotated[str, typer.Option("--preset", help="Training preset (see magvit_cli.train.TRANSFORMER_TRAIN_PRESETS), e.g. small, bair-mt8-b, ucf-b.")] = "small",
     config: ConfigFileOpt = None, set_: SetOpt = None, resume: ResumeOpt = False,
     token_cache: Annotated[Optional[Path], typer.Option("--token-cache", help="Folder for tokens of fixed clips, computed once (faster on CPU; no augmentation).")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", help="Start from this model's transformer (folder or Hub id) to fine-tune it; same tokenizer, tasks and classes.")] = None,
     overfit_one_clip: OverfitOpt = False, device: DeviceOpt = "auto",
     quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
 ):
@@ -841,7 +842,7 @@ def train_transformer_command(
     cfg = train_config("transformer", preset, config, set_, overfit_one_clip)
     summary = train.train_transformer(cfg, data, resolve_model(tokenizer), output, resume=resume,
                                       quiet=quiet or as_json, token_cache=token_cache,
-                                      device=resolve_device(device))
+                                      device=resolve_device(device), init=resolve_model(init) if init else None)
     run.finish(output=str(output), **summary)
 
 

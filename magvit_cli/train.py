@@ -109,6 +109,7 @@ class TransformerTrainConfig:
 
     transformer: TransformerConfig = field(default_factory=lambda: TRANSFORMER_PRESETS["b"])
     tasks: tuple[str, ...] = ("frame_prediction",)
+    task_weights: tuple[float, ...] = ()  # one per task, how often it is trained (official <task>.weight); (): all 1
     cond_frames: int = 1
     cond_latent_frames: int = 1
     frame_stride: int = 1
@@ -338,6 +339,9 @@ def validate(config) -> None:
         unknown = [t for t in config.tasks if t not in task_lib.TASKS]
         need(not unknown, "tasks", f"unknown task {unknown[:1]}; known: {', '.join(task_lib.TASKS)}")
         need(len(set(config.tasks)) == len(config.tasks), "tasks", "lists a task twice")
+        need(not config.task_weights or len(config.task_weights) == len(config.tasks), "task_weights",
+             f"give one weight per task ({len(config.tasks)}), or none for equal weights")
+        need(all(math.isfinite(w) and w > 0 for w in config.task_weights), "task_weights", "must be positive numbers")
         need(config.cond_frames >= 1, "cond_frames", "must be at least 1")
         need(config.cond_latent_frames >= 1, "cond_latent_frames", "must be at least 1")
         need(config.weight_decay >= 0, "weight_decay", "must be >= 0")
@@ -1092,6 +1096,27 @@ def _token_cache(folder: Path, dataset: Dataset, tokenizer: VQTokenizer, tokeniz
     return TokenCache(folder)
 
 
+def _start_from(magvit: Magvit, init: Path, runtime: Runtime) -> None:
+    """Copy the transformer of the model folder `init` into `magvit` (fine-tuning). The
+    model must match: same tokenizer weights (codes mean the same pictures), transformer
+    shape, tasks and classes; anything else would silently train a different model."""
+    from .checkpoint import load_model
+
+    base = load_model(init, device=runtime.device)
+    mismatch = [what for what, same in (
+        ("transformer shape", base.config.transformer == magvit.config.transformer),
+        ("tasks", list(base.config.tasks) == list(magvit.config.tasks)),
+        ("class names", list(base.config.class_names) == list(magvit.config.class_names)),
+        ("tokenizer", base.config.tokenizer == magvit.config.tokenizer and all(
+            torch.equal(a, b) for a, b in zip(base.tokenizer.state_dict().values(),
+                                              magvit.tokenizer.state_dict().values()))))
+        if not same]
+    if mismatch:
+        raise UsageError(f"cannot start from {init}: its {', '.join(mismatch)} differ from this run's",
+                         "fine-tune with the model's own tokenizer (--tokenizer), tasks and class folders")
+    magvit.transformer.load_state_dict(base.transformer.state_dict())
+
+
 def _transformer_loss(model: nn.Module, tconfig: TransformerConfig, task: str, tokens: torch.Tensor,
                       cond_tokens: torch.Tensor | None, latent_mask: torch.Tensor | None, labels: torch.Tensor,
                       ratio: float, scores: torch.Tensor, config: TransformerTrainConfig, runtime: Runtime) -> torch.Tensor:
@@ -1107,10 +1132,14 @@ def _transformer_loss(model: nn.Module, tconfig: TransformerConfig, task: str, t
 @_no_empty_run_folder
 def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset, tokenizer_dir: str | Path,
                       out_dir: str | Path, *, resume: bool = False, quiet: bool = False,
-                      token_cache: str | Path | None = None, device: str | torch.device | None = None) -> dict:
+                      token_cache: str | Path | None = None, device: str | torch.device | None = None,
+                      init: str | Path | None = None) -> dict:
     """Train the transformer (stage 2) on top of the frozen tokenizer of the model
     folder `tokenizer_dir`; writes a complete model (tokenizer + transformer, tasks
     and class names in config.json) into `out_dir`.
+
+    `init`: a model folder whose transformer the new run starts from instead of random
+    weights (fine-tuning); it must have the same tokenizer, transformer shape, tasks and classes.
 
     `token_cache`: a folder for tokens of fixed clips, computed once (see data.TokenCache).
     Returns a summary: steps, logged losses, masked-token loss on fixed clips at the
@@ -1130,6 +1159,9 @@ def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset
         if saved.get("stage") != "transformer":
             raise UsageError(f"{out_dir} holds a {saved.get('stage')} run, not a transformer run")
         _check_resume_config(saved["config"], config)
+        if init is not None:
+            raise UsageError("--init starts a new run from a model; a resumed run continues from its checkpoint",
+                             "drop --init when you pass --resume")
 
     frames, resolution = source.config.num_frames, tuple(source.config.resolution)
     if config.batch_size * frames * resolution[0] * resolution[1] > MAX_BATCH_VOXELS:
@@ -1168,6 +1200,8 @@ def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset
         transformer.load_state_dict(saved["transformer"])
         optimizer.load_state_dict(saved["optimizer"])
         start = saved["step"]
+    elif init is not None:
+        _start_from(magvit, Path(init), runtime)
     if runtime.distributed:
         model = nn.parallel.DistributedDataParallel(
             transformer, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
@@ -1183,7 +1217,7 @@ def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset
         if config.overfit_one_clip:
             cache = Subset(cache, [0])
     latent_masks = _latent_masks(config, model_config, runtime.device)
-    schedule = task_lib.TaskSchedule.create(config.tasks, seed=config.seed)
+    schedule = task_lib.TaskSchedule.create(config.tasks, config.task_weights or None, seed=config.seed)
     local = config.batch_size // runtime.world_size
 
     @torch.no_grad()

@@ -204,6 +204,11 @@ def test_overrides_are_typed_and_validated(tmp_path):
     assert transformer.tasks == ("frame_prediction", "inpainting_c")
     with pytest.raises(UsageError, match="unknown task"):
         train.apply_overrides(transformer, ["tasks=juggling"])
+    weighted = train.apply_overrides(transformer, ["task_weights=3,1"])
+    assert weighted.task_weights == (3.0, 1.0)
+    for bad in ("task_weights=1", "task_weights=1,0", "task_weights=1,nan"):
+        with pytest.raises(UsageError, match="task_weights"):
+            train.apply_overrides(transformer, [bad])
     (tmp_path / "c.yaml").write_text("steps: 7\ntransformer:\n  num_layers: 3\n")
     (tmp_path / "c.json").write_text('{"batch_size": 6, "tasks": ["full_generation"]}')
     from_yaml = train.load_config_file(transformer, tmp_path / "c.yaml")
@@ -355,6 +360,51 @@ def test_token_cache_trains_like_the_live_tokenizer(videos, tokenizer_dir, tmp_p
     assert (tmp_path / "cache" / "cond_outpainting_c.npy").is_file()
     assert [r["loss"] for r in metrics(tmp_path / "live")] == pytest.approx([r["loss"] for r in metrics(tmp_path / "cached")], abs=1e-6)
     assert live["eval_loss_end"] == pytest.approx(cached["eval_loss_end"], abs=1e-6)
+
+
+def test_task_weights_set_how_often_each_task_is_trained(videos, tokenizer_dir, tmp_path):
+    seen = []
+    real_loss = train._transformer_loss
+
+    def spy(model, tconfig, task, *args):
+        seen.append(task)
+        return real_loss(model, tconfig, task, *args)
+
+    config = transformer_config("steps=12", "task_weights=5,1")
+    train._transformer_loss = spy
+    try:
+        train.train_transformer(config, videos, tokenizer_dir, tmp_path / "run", quiet=True)
+    finally:
+        train._transformer_loss = real_loss
+    trained = seen[2:14]  # the first two calls are the eval loss of each task before training
+    expected = train.task_lib.TaskSchedule.create(config.tasks, (5, 1), seed=config.seed)
+    assert trained == [expected.task_for_step(s) for s in range(12)]
+    assert trained.count("frame_prediction") > trained.count("full_generation")
+
+
+def test_init_starts_from_a_model_and_checks_it_matches(videos, tokenizer_dir, tmp_path):
+    config = transformer_config("steps=3", "transformer.dropout=0.0")
+    first = train.train_transformer(config, videos, tokenizer_dir, tmp_path / "first", quiet=True)
+    tuned = train.train_transformer(config, videos, tokenizer_dir, tmp_path / "tuned", quiet=True,
+                                    init=tmp_path / "first")
+    # The same fixed clips score the same: the new run starts where the first one ended.
+    assert tuned["eval_loss_start"] == pytest.approx(first["eval_loss_end"], abs=1e-5)
+    fresh = train.train_transformer(config, videos, tokenizer_dir, tmp_path / "fresh", quiet=True)
+    assert fresh["eval_loss_start"] > first["eval_loss_end"] + 0.01
+
+    other_tasks = transformer_config("steps=1", "tasks=frame_prediction,inpainting_c")
+    with pytest.raises(UsageError, match="cannot start from .*tasks"):
+        train.train_transformer(other_tasks, videos, tokenizer_dir, tmp_path / "other", quiet=True,
+                                init=tmp_path / "first")
+    torch.manual_seed(1)
+    other_tokenizer = save_model(tmp_path / "tok2", Magvit(ModelConfig(tokenizer=tokenizer_config().tokenizer,
+                                                                      num_frames=4, resolution=(16, 16))))
+    with pytest.raises(UsageError, match="its tokenizer differ"):
+        train.train_transformer(config, videos, other_tokenizer, tmp_path / "other2", quiet=True,
+                                init=tmp_path / "first")
+    with pytest.raises(UsageError, match="--init"):
+        train.train_transformer(config, videos, tokenizer_dir, tmp_path / "tuned", quiet=True, resume=True,
+                                init=tmp_path / "first")
 
 
 def test_class_conditional_tasks_need_labels(tokenizer_dir, tmp_path):
