@@ -745,6 +745,8 @@ def eval_command(
     lpips: Annotated[Optional[Path], typer.Option("--lpips", help="VGG LPIPS weights.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per generation batch.")] = 8,
     composite: Annotated[bool, typer.Option("--composite/--no-composite", help="Paste condition pixels back before scoring (off in the official code).")] = False,
+    region: Annotated[str, typer.Option("--region", help="all: whole clips; edited: PSNR on the pixels the task made up only (FVD stays whole clips).")] = "all",
+    baselines: Annotated[bool, typer.Option("--baselines", help="Also score the free fills (repeat last frame, linear blend, nearest or mean colour padding) with the same metrics.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the JSON result to this file.")] = None,
     model: ModelOpt = None, device: DeviceOpt = "auto", seed: Annotated[int, typer.Option("--seed")] = 0,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Decoding steps. Default: the protocol's.")] = None,
@@ -762,7 +764,7 @@ def eval_command(
     settings = dict(protocol=protocol, samples=samples, folds=folds, seed=seed, steps=steps, schedule=schedule,
                     choice_temperature=temperature, guidance=guidance, dtype=dtype, cond_frames=cond_frames,
                     best_of_trials=best_of, metrics=chosen, i3d=i3d, c3d=c3d, lpips=lpips,
-                    batch_size=batch_size, composite=composite, output=output)
+                    batch_size=batch_size, composite=composite, region=region, baselines=baselines, output=output)
     if run.quiet:
         result = ev.evaluate(m, task, data, **settings)
     else:

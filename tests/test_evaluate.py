@@ -198,6 +198,38 @@ def test_errors_are_clear(model, clips, tmp_path, monkeypatch):
         run(model, "fp", tmp_path / "missing")
 
 
+def test_edited_region_and_baselines(model, clips):
+    result = run(model, "ipc", clips, region="edited", baselines=True, composite=True)
+    assert list(result["metrics"]) == ["fvd", "psnr"]  # SSIM needs whole frames: dropped from the defaults
+    assert result["region"] == "edited" and set(result["baselines"]) == {"mean_colour_fill", "edge_replicate_fill"}
+    whole = run(model, "ipc", clips, baselines=True, composite=True, metrics=["psnr"])
+    # Composited outputs are exact outside the hole, so whole-frame PSNR is higher than the hole's.
+    assert whole["metrics"]["psnr"]["value"] > result["metrics"]["psnr"]["value"] + 3
+    for name in ("mean_colour_fill", "edge_replicate_fill"):
+        assert whole["baselines"][name]["psnr"]["value"] > result["baselines"][name]["psnr"]["value"] + 3
+    # The baselines are scored like the model: PSNR of the mean fill over the hole, by hand.
+    dataset = VideoClipDataset(clips, num_frames=model.config.num_frames, resolution=model.config.resolution, train=False)
+    real_clips = RealClips(dataset, PROTOCOLS["default"], model.config.num_frames, 0)
+    real = torch.stack([real_clips.load(real_clips.for_sample(i)) for i in range(2)])
+    keep = model.condition("inpainting_c", real).video_mask.expand(2, 1, *real.shape[2:])
+    mean = (real * keep).sum((2, 3, 4), keepdim=True) / keep.sum((2, 3, 4), keepdim=True)
+    mse = ((real - mean) ** 2).mean(1, keepdim=True)[~keep].view(2, -1).mean(1)
+    expected = float((-10 * torch.log10(mse.double())).mean())
+    assert result["baselines"]["mean_colour_fill"]["psnr"]["value"] == pytest.approx(expected, abs=1e-4)
+    fp = run(model, "fp", clips, baselines=True, protocol="bair-standard", samples=4, metrics=["psnr"])
+    assert "trials" in fp["metrics"]["psnr"] and "trials" not in fp["baselines"]["repeat_last_frame"]["psnr"]
+    rendered = _render(format_table(result))
+    assert "edited pixels" in rendered and "mean colour fill" in rendered
+    with pytest.raises(UsageError, match="known pixels"):
+        run(model, "cg", clips, region="edited")
+    with pytest.raises(UsageError, match="known pixels"):
+        run(model, "recon", clips, baselines=True)
+    with pytest.raises(UsageError, match="SSIM needs whole frames"):
+        run(model, "ipc", clips, region="edited", metrics=["psnr", "ssim"])
+    with pytest.raises(UsageError, match="unknown region"):
+        run(model, "ipc", clips, region="hole")
+
+
 @pytest.mark.slow  # four I3D passes at 224x224: tens of seconds on a small CPU
 def test_real_i3d_from_a_weight_file(model, clips, tmp_path):
     torch.manual_seed(0)

@@ -13,6 +13,7 @@ from magvit_cli.metrics import (
     inception_score_folds,
     mean_folds,
     psnr,
+    region_psnr,
     split_folds,
     ssim,
 )
@@ -220,3 +221,15 @@ def test_best_of_takes_the_best_of_the_first_trials_per_clip():
     assert best_of(values, groups, trials=2)["value"] == (2 + 7) / 2
     assert best_of(values, groups, trials=2, higher_is_better=False)["value"] == (1 + 5) / 2
     assert best_of(values, groups, trials=10)["trials"] == 3  # as many as there are
+
+
+def test_region_psnr_scores_only_the_region():
+    a = smooth_video()
+    b = a.clone()
+    region = torch.zeros(1, 1, 3, 24, 20, dtype=torch.bool)
+    region[..., 4:10, 5:15] = True
+    b[:, :, :, 4:10, 5:15] += 0.1  # error 0.1 inside the region ...
+    assert torch.allclose(region_psnr(a, b, region), torch.full((2,), 20.0, dtype=torch.float64))
+    b[:, :, :, 20:, :] -= 0.2  # an error outside the region does not count
+    assert torch.allclose(region_psnr(a, b, region), torch.full((2,), 20.0, dtype=torch.float64))
+    assert not torch.allclose(psnr(a, b), psnr(a, a.where(~region, b)))

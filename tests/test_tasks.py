@@ -218,3 +218,32 @@ def test_task_schedule():
     assert Counter(heavy.order) == {"frame_prediction": 200, "outpainting_c": 300}
     with pytest.raises(UsageError):
         TaskSchedule.create(["frame_prediction"], weights=[0.0])
+
+
+# ----------------------------------------------------------------- free baselines
+
+def test_baselines_fill_only_unknown_pixels_the_way_their_names_say():
+    video = torch.rand(2, 3, 16, 16, 16)
+    ipc = condition("inpainting_c", video, (4, 2, 2))
+    fills = tasks.baselines("inpainting_c", video, ipc)
+    assert set(fills) == {"mean_colour_fill", "edge_replicate_fill"}
+    keep = ipc.video_mask.expand(2, 3, 16, 16, 16)
+    for fill in fills.values():
+        assert torch.equal(fill[keep], video[keep])
+    # The hole is rows/cols [4, 12): mean colour of the known pixels; the nearest side's pixel.
+    known = ipc.video_mask.expand(2, 1, 16, 16, 16).float()
+    mean = (video * known).sum((2, 3, 4)) / known.sum((2, 3, 4))
+    assert torch.allclose(fills["mean_colour_fill"][:, :, 5, 8, 8], mean)
+    edge = fills["edge_replicate_fill"]
+    assert torch.equal(edge[:, :, 0, 4, 7], video[:, :, 0, 3, 7])  # top row of the hole: the pixel above
+    assert torch.equal(edge[:, :, 0, 7, 11], video[:, :, 0, 7, 12])  # right column: the pixel to the right
+    opc = condition("outpainting_c", video, (4, 2, 2))
+    pad = tasks.baselines("outpainting_c", video, opc)["edge_replicate_padding"]
+    assert torch.equal(pad[:, :, 0, 0, 0], video[:, :, 0, 4, 4]) and torch.equal(pad[:, :, 0, 15, 9], video[:, :, 0, 11, 9])
+    fp = condition("frame_prediction", video, (4, 2, 2))
+    assert torch.equal(tasks.baselines("frame_prediction", video, fp)["repeat_last_frame"][:, :, 9], video[:, :, 0])
+    fi = condition("frame_interpolation", video, (4, 2, 2))
+    blend = tasks.baselines("frame_interpolation", video, fi)["linear_blend"]
+    assert torch.allclose(blend[:, :, 5], video[:, :, 0] + (video[:, :, 15] - video[:, :, 0]) * 5 / 15, atol=1e-6)
+    with pytest.raises(UsageError, match="no known pixels"):
+        tasks.baselines("full_generation", video, condition("full_generation", video, (4, 2, 2)))

@@ -37,7 +37,6 @@ import json
 import math
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +45,14 @@ import torch.nn.functional as F
 
 from magvit_cli import masks
 from magvit_cli import tasks as task_lib
+from magvit_cli.tasks import mean_fill, nearest_fill
 from magvit_cli import video as vio
 from magvit_cli.checkpoint import load_model
 from magvit_cli.data import decode_frames, resize_crop
 from magvit_cli.editing import inpaint_video, outpaint_video
 from magvit_cli.errors import UsageError
 from magvit_cli.i3d import load_i3d
-from magvit_cli.metrics import frechet_distance, psnr, ssim
+from magvit_cli.metrics import frechet_distance, psnr, region_psnr, ssim
 from magvit_cli.model import DecodeOptions
 from magvit_cli.train import masked_token_loss
 
@@ -79,56 +79,6 @@ def load_clips(folder: Path, num_frames: int, resolution: tuple[int, int],
 
 def batched(function, *tensors: torch.Tensor, size: int = 8) -> torch.Tensor:
     return torch.cat([function(*(t[i:i + size] for t in tensors)) for i in range(0, len(tensors[0]), size)])
-
-
-def region_psnr(output: torch.Tensor, truth: torch.Tensor, edited: torch.Tensor) -> torch.Tensor:
-    """Per-clip PSNR over the edited pixels only ([B or 1, 1, T, H, W] bool, True = made up)."""
-    edited = edited.expand(truth.shape[0], 1, *truth.shape[2:]).double()
-    squared = (output.double() - truth.double()).pow(2).mean(1, keepdim=True)
-    mse = (squared * edited).flatten(1).sum(1) / edited.flatten(1).sum(1)
-    return -10 * torch.log10(mse.clamp_min(1e-10))
-
-
-def nearest_fill(video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Edge-replicate fill of every unknown pixel, frame by frame. Where the known pixels
-    form a box (outpainting), coordinates are clamped into it; where the unknown pixels
-    form a box (inpainting), each takes the known pixel just outside the hole's nearest
-    side (ties: top, bottom, left, right)."""
-    out = video.clone()
-    _, _, length, height, width = video.shape
-    keep = keep.expand(1, 1, length, height, width)[0, 0]
-    rows, cols = torch.arange(height), torch.arange(width)
-    for f in range(length):
-        known = keep[f]
-        if known.all() or not known.any():
-            continue
-        hole = ~known
-        r, c = hole.any(1).nonzero()[:, 0], hole.any(0).nonzero()[:, 0]
-        top, bottom, left, right = int(r[0]), int(r[-1]), int(c[0]), int(c[-1])
-        if known[top:bottom + 1, left:right + 1].any():
-            # Known pixels form a box (outpainting): clamp coordinates into it.
-            kr, kc = known.any(1).nonzero()[:, 0], known.any(0).nonzero()[:, 0]
-            ri, ci = rows.clamp(int(kr[0]), int(kr[-1])), cols.clamp(int(kc[0]), int(kc[-1]))
-            out[:, :, f] = video[:, :, f][:, :, ri][:, :, :, ci]
-            continue
-        y = torch.arange(top, bottom + 1)[:, None].expand(-1, right - left + 1)
-        x = torch.arange(left, right + 1)[None, :].expand(bottom - top + 1, -1)
-        inf = torch.full_like(y, height + width)
-        # Distance to each side, infinite where that side is the frame's border.
-        sides = torch.stack([y - top if top > 0 else inf, bottom - y if bottom < height - 1 else inf,
-                             x - left if left > 0 else inf, right - x if right < width - 1 else inf])
-        nearest = sides.argmin(0)
-        sy = torch.stack([torch.full_like(y, top - 1), torch.full_like(y, bottom + 1), y, y]).gather(0, nearest[None])[0]
-        sx = torch.stack([x, x, torch.full_like(x, left - 1), torch.full_like(x, right + 1)]).gather(0, nearest[None])[0]
-        out[:, :, f, top:bottom + 1, left:right + 1] = video[:, :, f, sy.clamp(0, height - 1), sx.clamp(0, width - 1)]
-    return out
-
-
-def mean_fill(video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Unknown pixels take the clip's mean colour over its known pixels."""
-    keep = keep.expand(video.shape[0], 1, *video.shape[2:]).to(video.dtype)
-    mean = (video * keep).sum((2, 3, 4), keepdim=True) / keep.sum((2, 3, 4), keepdim=True)
-    return torch.where(keep.bool(), video, mean)
 
 
 def codebook_stats(codes: torch.Tensor, size: int) -> dict:
@@ -331,14 +281,7 @@ def main() -> None:
                "model_sampled": summary(sample_psnr.mean(0))}
         if task.startswith("frame_prediction"):
             row[f"model_best_of_{SAMPLES}"] = summary(sample_psnr.max(0).values)
-        if task in INPAINT:
-            baselines = {"mean_colour_fill": mean_fill(real, keep), "edge_replicate_fill": nearest_fill(real, keep)}
-        elif task in OUTPAINT:
-            baselines = {"edge_replicate_padding": nearest_fill(real, keep)}
-        elif task == "frame_interpolation":
-            baselines = {"linear_blend": cond.video}
-        else:
-            baselines = {"repeat_last_frame": cond.video}
+        baselines = task_lib.baselines(task, real, cond)
         for name, video in baselines.items():
             row[name] = summary(region_psnr(video, real, edited))
         if i3d:
