@@ -64,7 +64,7 @@ finetune)
         --preset small "${init[@]}" \
         --set tasks=frame_prediction,frame_interpolation,outpainting_c,outpainting_v,outpainting_h,outpainting_dv,inpainting_c,inpainting_dv,full_generation,frame_prediction_c \
         --set task_weights=1,1,1,1,1,1,3,3,1,1 \
-        --set batch_size=8 --set lr=3e-4 --set warmup_steps=50 --set steps="${STEPS:-2200}" \
+        --set batch_size=8 --set lr=3e-4 --set warmup_steps=50 --set steps="${STEPS:-1800}" \
         --set precision="${PRECISION:-bfloat16}" \
         --set num_workers=1 --set save_every=10 --set preview_every=200 --set log_every=5 \
         --quiet --json
