@@ -216,7 +216,7 @@ class VideoClipDataset(Dataset):
                  class_names: Sequence[str] | None = None, probe_threads: int | None = None):
         source = Path(source).expanduser()
         if not source.exists():
-            raise InputError(f"training data not found: {source}")
+            raise InputError(f"data not found: {source}")
         if source.is_dir():
             entries = _scan_folder(source)
         elif source.suffix.lower() in MANIFEST_SUFFIXES:
