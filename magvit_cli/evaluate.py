@@ -218,48 +218,66 @@ def evaluate(
 
     device = model.device
     networks, sources = _load_networks(chosen, i3d, c3d, lpips, device)
+    seen: set[int] = set()  # clips whose real features and baselines are scored
     real_features: dict[int, torch.Tensor] = {}
+    # A baseline is a function of its real clip: each clip's baselines are scored once.
+    baseline_scores: dict[int, dict[str, dict[str, torch.Tensor]]] = {}  # clip id -> baseline -> metric -> value
     collected: dict[str, dict[str, list[torch.Tensor]]] = {}  # output (model or baseline) -> metric -> values
     real_collected: list[torch.Tensor] = []
     groups: list[int] = []
+
+    def measure(video: torch.Tensor, truth: torch.Tensor, edited: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Per clip, each chosen metric of `video` against `truth` (FVD: the I3D features)."""
+        values = {}
+        if "fvd" in chosen:
+            values["fvd"] = networks["fvd"].features(video).cpu()
+        if "is" in chosen:
+            values["is"] = networks["is"].logits(video).cpu()
+        if "psnr" in chosen:
+            values["psnr"] = (psnr(truth, video) if edited is None else region_psnr(truth, video, edited)).cpu()
+        if "ssim" in chosen:
+            values["ssim"] = ssim(truth, video).cpu()
+        if "lpips" in chosen:
+            values["lpips"] = networks["lpips"].videos(truth, video)
+        return values
+
     for first in range(0, total, batch_size):
         batch = [clips.for_sample(i) for i in range(first, min(first + batch_size, total))]
         real = torch.stack([clips.load(c) for c in batch]).to(device)
         labels = torch.tensor([class_ids[clips.label(c)] for c in batch]) if conditional else None
         if options is not None:
             options = dataclasses.replace(options, seed=seed_for(seed, "batch", first))
-        outputs = {"model": _generate(model, task_id, real, labels, options, protocol.cond_frames, composite).float()}
-        edited = None
+        generated = _generate(model, task_id, real, labels, options, protocol.cond_frames, composite).float()
+        new = {}  # clip id -> position in the batch, for clips not scored yet
+        for j, c in enumerate(batch):
+            if c.id not in seen:
+                new.setdefault(c.id, j)
+        seen.update(new)
+        rows = list(new.values())
+        edited, fills = None, {}
         if region == "edited" or baselines:
-            cond = model.condition(task_id, real, protocol.cond_frames)
-            edited = ~cond.video_mask
-            if baselines:
-                outputs.update(tasks.baselines(task_id, real, cond))
+            cond = model.condition(task_id, real, protocol.cond_frames)  # one mask for the whole batch
+            edited = None if region == "all" else ~cond.video_mask
+            if baselines and rows:  # the fills are cheap; their metrics are what is scored once per clip
+                fills = {name: video[rows] for name, video in tasks.baselines(task_id, real, cond).items()}
         if protocol.metric_resolution:
             size = (protocol.metric_resolution, protocol.metric_resolution)
-            real = resize_bilinear(real, size)
-            outputs = {name: resize_bilinear(video, size) for name, video in outputs.items()}
+            real, generated = resize_bilinear(real, size), resize_bilinear(generated, size)
+            fills = {name: resize_bilinear(video, size) for name, video in fills.items()}
         if "fvd" in chosen:
-            new = {}  # clip id -> position in the batch, for clips not scored yet
-            for j, c in enumerate(batch):
-                if c.id not in real_features:
-                    new.setdefault(c.id, j)
-            if new:
-                features = networks["fvd"].features(real[list(new.values())]).cpu()
-                real_features.update(zip(new, features))
+            if rows:
+                real_features.update(zip(new, networks["fvd"].features(real[rows]).cpu()))
             real_collected += [real_features[c.id] for c in batch]
-        for name, video in outputs.items():
-            scores = collected.setdefault(name, {metric: [] for metric in chosen})
-            if "fvd" in chosen:
-                scores["fvd"].append(networks["fvd"].features(video).cpu())
-            if "is" in chosen:
-                scores["is"].append(networks["is"].logits(video).cpu())
-            if "psnr" in chosen:
-                scores["psnr"].append((psnr(real, video) if region == "all" else region_psnr(real, video, edited)).cpu())
-            if "ssim" in chosen:
-                scores["ssim"].append(ssim(real, video).cpu())
-            if "lpips" in chosen:
-                scores["lpips"].append(networks["lpips"].videos(real, video))
+        for name, fill in fills.items():
+            values = measure(fill, real[rows], edited)
+            for k, clip_id in enumerate(new):
+                baseline_scores.setdefault(clip_id, {})[name] = {metric: v[k:k + 1] for metric, v in values.items()}
+        for metric, values in measure(generated, real, edited).items():
+            collected.setdefault("model", {}).setdefault(metric, []).append(values)
+        for c in batch:
+            for name, values in baseline_scores.get(c.id, {}).items():
+                for metric, value in values.items():
+                    collected.setdefault(name, {}).setdefault(metric, []).append(value)
         groups += [c.id for c in batch]
         if on_progress is not None:
             on_progress(len(groups), total)
@@ -277,7 +295,7 @@ def evaluate(
             value = mean_folds(values, protocol.folds)
         return {"metric": name, **value, "samples": per_fold}
 
-    # A baseline is deterministic: best-of-N would only repeat its one value.
+    # Best-of-N would only repeat a baseline's one value per clip.
     scored = {output: {name: score(name, torch.cat(values), protocol.best_of if output == "model" else 0)
                        for name, values in metric_values.items()}
               for output, metric_values in collected.items()}

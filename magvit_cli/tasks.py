@@ -299,10 +299,8 @@ def nearest_fill(video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         hole = ~known
         r, c = hole.any(1).nonzero()[:, 0], hole.any(0).nonzero()[:, 0]
         top, bottom, left, right = int(r[0]), int(r[-1]), int(c[0]), int(c[-1])
-        if known[top:bottom + 1, left:right + 1].any():
-            kr, kc = known.any(1).nonzero()[:, 0], known.any(0).nonzero()[:, 0]
-            ri, ci = rows.clamp(int(kr[0]), int(kr[-1])), cols.clamp(int(kc[0]), int(kc[-1]))
-            out[:, :, f] = video[:, :, f][:, :, ri][:, :, :, ci]
+        if known[top:bottom + 1, left:right + 1].any():  # known pixels form a box: edge padding
+            out[:, :, f:f + 1] = _pad_edge(video[:, :, f:f + 1], known.view(1, 1, 1, height, width))
             continue
         y = rows[top:bottom + 1, None].expand(-1, right - left + 1)
         x = cols[None, left:right + 1].expand(bottom - top + 1, -1)
