@@ -216,6 +216,9 @@ def test_edited_region_and_baselines(model, clips):
     mse = ((real - mean) ** 2).mean(1, keepdim=True)[~keep].view(2, -1).mean(1)
     expected = float((-10 * torch.log10(mse.double())).mean())
     assert result["baselines"]["mean_colour_fill"]["psnr"]["value"] == pytest.approx(expected, abs=1e-4)
+    stub = StubI3D()
+    run(model, "ipc", clips, samples=4, baselines=True, metrics=["fvd"], i3d=stub)
+    assert stub.clips == 3 + 4 + 2 * 3  # real clips and each clip's two baselines once, every model sample
     fp = run(model, "fp", clips, baselines=True, protocol="bair-standard", samples=4, metrics=["psnr"])
     assert "trials" in fp["metrics"]["psnr"] and "trials" not in fp["baselines"]["repeat_last_frame"]["psnr"]
     rendered = _render(format_table(result))
