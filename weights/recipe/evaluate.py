@@ -189,8 +189,13 @@ def native_resolution(model, examples: list[Path], length: int, options: DecodeO
                         sheets.setdefault(task, []).append((mask_view, output[0], truth))
     for task, picks in sheets.items():
         contact_sheet(out / f"sheet_native_{task}.png", picks)
-    table = {task: {k: (v if k == "segments" else round(sum(v) / len(v), 2)) for k, v in row.items()}
-             for task, row in rows.items()}
+    table = {}
+    for task, row in rows.items():
+        videos = [name.rsplit("_", 1)[0] for name in row["segments"]]
+        scores = {k: v for k, v in row.items() if k != "segments"}
+        table[task] = {"segments": row["segments"], **{k: round(sum(v) / len(v), 2) for k, v in scores.items()},
+                       "by_source": {video: {k: round(sum(x for x, w in zip(v, videos) if w == video) / videos.count(video), 2)
+                                             for k, v in scores.items()} for video in dict.fromkeys(videos)}}
     for task, row in table.items():
         print("native", task, row, flush=True)
     if skipped:
@@ -266,6 +271,11 @@ def main() -> None:
     def fvd(video: torch.Tensor) -> float:
         return round(frechet_distance(truth_features, batched(i3d.features, video)), 1)
 
+    # Each real clip's source video (its name without the window number), to show where a
+    # task wins and where it loses.
+    sources = sorted({name.rsplit("_", 1)[0] for name in real_names})
+    picks = {source: torch.tensor([name.rsplit("_", 1)[0] == source for name in real_names]) for source in sources}
+
     table = {}
     sheets = {}
     for task in INPAINT + OUTPAINT + ("frame_interpolation", "frame_prediction", "frame_prediction_c"):
@@ -282,8 +292,12 @@ def main() -> None:
         if task.startswith("frame_prediction"):
             row[f"model_best_of_{SAMPLES}"] = summary(sample_psnr.max(0).values)
         baselines = task_lib.baselines(task, real, cond)
+        per_clip = {"model_sampled": sample_psnr.mean(0)}
         for name, video in baselines.items():
-            row[name] = summary(region_psnr(video, real, edited))
+            per_clip[name] = region_psnr(video, real, edited)
+            row[name] = summary(per_clip[name])
+        row["by_source"] = {source: {key: summary(values[pick]) for key, values in per_clip.items()}
+                            for source, pick in picks.items()}
         if i3d:
             row["fvd"] = {"model_sampled": fvd(samples[0]), **{name: fvd(video) for name, video in baselines.items()}}
         table[task] = row
@@ -354,22 +368,37 @@ def tables(results: dict) -> str:
               "", f"| Task | Model, sampled (mean of {SAMPLES}) | Model, greedy | Baseline(s) | Verdict (sampled) | FVD model / baseline(s) |",
               "|---|---:|---:|---|---|---|"]
     for task, row in results["tasks_psnr_edited_region"].items():
-        base = {k: v for k, v in row.items() if not k.startswith("model") and k != "fvd"}
+        base = {k: v for k, v in row.items() if not k.startswith("model") and k not in ("fvd", "by_source")}
         best = row.get(f"model_best_of_{SAMPLES}")
         sampled = f"{row['model_sampled']:.2f}" + (f" (best of {SAMPLES}: {best:.2f})" if best is not None else "")
         fvd = row.get("fvd")
         fvd_text = " / ".join(f"{v:.0f}" for v in fvd.values()) if fvd else "—"
         lines.append(f"| {task_lib.get_task(task).short} | {sampled} | {row['model_greedy']:.2f} | {listing(base)} "
                      f"| {verdict(row['model_sampled'], base)} | {fvd_text} |")
+    counts = {}
+    for name in results["clips"]["real_names"]:
+        counts[name.rsplit("_", 1)[0]] = counts.get(name.rsplit("_", 1)[0], 0) + 1
+    lines += ["", "| Task | " + " | ".join(f"{source} ({count})" for source, count in counts.items()) + " |",
+              "|---|" + "---:|" * len(counts)]
+    for task, row in results["tasks_psnr_edited_region"].items():
+        cells = []
+        for source in counts:
+            scores = row["by_source"][source]
+            base = max(v for k, v in scores.items() if k != "model_sampled")
+            cells.append(f"{scores['model_sampled']:.2f} / {base:.2f}")
+        lines.append(f"| {task_lib.get_task(task).short} | " + " | ".join(cells) + " |")
     native = results.get("native_resolution_psnr_edited_region", {})
     if native:
-        lines += ["", "| Task | Model, sampled | Baseline(s) | Verdict | Segments |", "|---|---:|---|---|---:|"]
+        lines += ["", "| Task | Model, sampled | Baseline(s) | Verdict | Segments | By video (model / best fill) |",
+                  "|---|---:|---|---|---:|---|"]
         for task, row in native.items():
             if task == "skipped":
                 continue
-            base = {k: v for k, v in row.items() if k not in ("segments", "model_sampled")}
+            base = {k: v for k, v in row.items() if k not in ("segments", "model_sampled", "by_source")}
+            videos = ", ".join(f"{video} {v['model_sampled']:.2f} / {max(x for k, x in v.items() if k != 'model_sampled'):.2f}"
+                               for video, v in row["by_source"].items())
             lines.append(f"| {task_lib.get_task(task).short} | {row['model_sampled']:.2f} | {listing(base)} "
-                         f"| {verdict(row['model_sampled'], base)} | {len(row['segments'])} |")
+                         f"| {verdict(row['model_sampled'], base)} | {len(row['segments'])} | {videos} |")
     return "\n".join(lines) + "\n"
 
 
