@@ -226,6 +226,13 @@ def _more(names: list[str]) -> str:
     return f" and {len(names) - 1} more" if len(names) > 1 else ""
 
 
+def _file_mode() -> int:
+    """The mode an ordinary new file gets under the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save_model(folder: str | os.PathLike, model: Magvit, card: str | None = None) -> Path:
     """Write config.json, model.safetensors and the model card into `folder`.
     Each file is written next to its final name and renamed into place."""
@@ -244,6 +251,7 @@ def save_model(folder: str | os.PathLike, model: Magvit, card: str | None = None
         tmp = folder / f".{name}.tmp"
         try:
             writer(tmp)
+            os.chmod(tmp, _file_mode())  # safetensors writes owner-only files; a model is for sharing
             os.replace(tmp, folder / name)
         except BaseException as e:
             tmp.unlink(missing_ok=True)

