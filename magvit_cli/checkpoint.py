@@ -226,11 +226,12 @@ def _more(names: list[str]) -> str:
     return f" and {len(names) - 1} more" if len(names) > 1 else ""
 
 
-def _file_mode() -> int:
-    """The mode an ordinary new file gets under the process's umask."""
+def make_shareable(path: Path) -> None:
+    """Give `path` the mode an ordinary new file gets under the process's umask:
+    safetensors writes owner-only files, and weights are for sharing."""
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    os.chmod(path, 0o666 & ~umask)
 
 
 def save_model(folder: str | os.PathLike, model: Magvit, card: str | None = None) -> Path:
@@ -251,7 +252,7 @@ def save_model(folder: str | os.PathLike, model: Magvit, card: str | None = None
         tmp = folder / f".{name}.tmp"
         try:
             writer(tmp)
-            os.chmod(tmp, _file_mode())  # safetensors writes owner-only files; a model is for sharing
+            make_shareable(tmp)
             os.replace(tmp, folder / name)
         except BaseException as e:
             tmp.unlink(missing_ok=True)

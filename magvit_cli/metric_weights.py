@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import make_shareable
 from .errors import ModelError, OutputError
 
 SAFETENSORS = (".safetensors",)
@@ -67,6 +68,7 @@ def save_safetensors(state: dict[str, torch.Tensor], path: str | os.PathLike) ->
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+        make_shareable(tmp)
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 import magvit_cli
 from magvit_cli.checkpoint import load_model, save_model
 from magvit_cli.errors import ModelError
+from magvit_cli.metric_weights import save_safetensors
 from magvit_cli.model import Magvit, ModelConfig
 
 from conftest import tiny_model_config
@@ -48,14 +49,15 @@ def test_tokenizer_only_model_is_valid(tmp_path):
 
 
 def test_saved_files_are_readable_by_others_under_the_umask(tmp_path):
-    # safetensors creates owner-only files; a saved model folder follows the umask instead.
+    # safetensors creates owner-only files; saved weights follow the umask instead.
     old = os.umask(0o022)
     try:
         save_model(tmp_path / "m", Magvit(tiny_model_config()))
+        save_safetensors({"w": torch.ones(2)}, tmp_path / "i3d.safetensors")
     finally:
         os.umask(old)
-    for name in ("model.safetensors", "config.json", "README.md"):
-        assert (tmp_path / "m" / name).stat().st_mode & 0o777 == 0o644, name
+    for path in [tmp_path / "m" / name for name in ("model.safetensors", "config.json", "README.md")] + [tmp_path / "i3d.safetensors"]:
+        assert path.stat().st_mode & 0o777 == 0o644, path.name
 
 
 def test_shape_mismatch_names_the_tensor(tiny_model_dir, tmp_path):
