@@ -274,7 +274,7 @@ def main() -> None:
     # Each real clip's source video (its name without the window number), to show where a
     # task wins and where it loses.
     sources = sorted({name.rsplit("_", 1)[0] for name in real_names})
-    picks = {source: torch.tensor([name.rsplit("_", 1)[0] == source for name in real_names]) for source in sources}
+    of_source = {source: torch.tensor([name.rsplit("_", 1)[0] == source for name in real_names]) for source in sources}
 
     table = {}
     sheets = {}
@@ -297,7 +297,7 @@ def main() -> None:
             per_clip[name] = region_psnr(video, real, edited)
             row[name] = summary(per_clip[name])
         row["by_source"] = {source: {key: summary(values[pick]) for key, values in per_clip.items()}
-                            for source, pick in picks.items()}
+                            for source, pick in of_source.items()}
         if i3d:
             row["fvd"] = {"model_sampled": fvd(samples[0]), **{name: fvd(video) for name, video in baselines.items()}}
         table[task] = row
