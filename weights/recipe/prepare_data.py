@@ -17,7 +17,8 @@ at near-lossless quality), `<out>/manifest.jsonl` (the recipe of every clip),
 `<out>/summary.json` (counts per split, class and source) and the untouched
 held-out source videos in `<out>/sources/` for full-resolution evaluation.
 Held-out clips come from whole source videos and photographs never used for
-training. The same seed gives the same clips.
+training. The same seed gives the same clips (bit for bit up to the H.264 encoder, whose
+threads can change the last bits of a few files).
 """
 
 from __future__ import annotations
