@@ -37,6 +37,7 @@ import json
 import math
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,11 @@ def contact_sheet(path: Path, rows: list[tuple[torch.Tensor, ...]], frames: int 
     image = (grid.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)
+
+
+def source_of(name: str) -> str:
+    """The source video of a clip or segment name: the name without its window number."""
+    return name.rsplit("_", 1)[0]
 
 
 def summary(values: torch.Tensor) -> float:
@@ -191,7 +197,7 @@ def native_resolution(model, examples: list[Path], length: int, options: DecodeO
         contact_sheet(out / f"sheet_native_{task}.png", picks)
     table = {}
     for task, row in rows.items():
-        videos = [name.rsplit("_", 1)[0] for name in row["segments"]]
+        videos = [source_of(name) for name in row["segments"]]
         scores = {k: v for k, v in row.items() if k != "segments"}
         table[task] = {"segments": row["segments"], **{k: round(sum(v) / len(v), 2) for k, v in scores.items()},
                        "by_source": {video: {k: round(sum(x for x, w in zip(v, videos) if w == video) / videos.count(video), 2)
@@ -271,10 +277,9 @@ def main() -> None:
     def fvd(video: torch.Tensor) -> float:
         return round(frechet_distance(truth_features, batched(i3d.features, video)), 1)
 
-    # Each real clip's source video (its name without the window number), to show where a
-    # task wins and where it loses.
-    sources = sorted({name.rsplit("_", 1)[0] for name in real_names})
-    of_source = {source: torch.tensor([name.rsplit("_", 1)[0] == source for name in real_names]) for source in sources}
+    # Each real clip's source video, to show where a task wins and where it loses.
+    of_source = {source: torch.tensor([source_of(name) == source for name in real_names])
+                 for source in sorted(set(map(source_of, real_names)))}
 
     table = {}
     sheets = {}
@@ -375,9 +380,7 @@ def tables(results: dict) -> str:
         fvd_text = " / ".join(f"{v:.0f}" for v in fvd.values()) if fvd else "—"
         lines.append(f"| {task_lib.get_task(task).short} | {sampled} | {row['model_greedy']:.2f} | {listing(base)} "
                      f"| {verdict(row['model_sampled'], base)} | {fvd_text} |")
-    counts = {}
-    for name in results["clips"]["real_names"]:
-        counts[name.rsplit("_", 1)[0]] = counts.get(name.rsplit("_", 1)[0], 0) + 1
+    counts = Counter(map(source_of, results["clips"]["real_names"]))
     lines += ["", "| Task | " + " | ".join(f"{source} ({count})" for source, count in counts.items()) + " |",
               "|---|" + "---:|" * len(counts)]
     for task, row in results["tasks_psnr_edited_region"].items():
