@@ -18,6 +18,21 @@ MAGVIT=${MAGVIT:-magvit}
 
 resume_flag() { [ -f "$1/training_state.pt" ] && echo --resume || true; }
 
+# finetune FROM OUT STEPS: train the transformer of run FROM on in run OUT (resumed if it
+# exists) with both inpainting tasks weighted 3, lr 3e-4, to STEPS (or $STEPS) steps.
+finetune() {
+    local init=(--init "$1")
+    [ -f "$2/training_state.pt" ] && init=(--resume)
+    $MAGVIT train transformer "$DATA/train" --tokenizer "$RUNS/tokenizer" --output "$2" \
+        --preset small "${init[@]}" \
+        --set tasks=frame_prediction,frame_interpolation,outpainting_c,outpainting_v,outpainting_h,outpainting_dv,inpainting_c,inpainting_dv,full_generation,frame_prediction_c \
+        --set task_weights=1,1,1,1,1,1,3,3,1,1 \
+        --set batch_size=8 --set lr=3e-4 --set warmup_steps=50 --set steps="${STEPS:-$3}" \
+        --set precision="${PRECISION:-bfloat16}" \
+        --set num_workers=1 --set save_every=10 --set preview_every=200 --set log_every=5 \
+        --quiet --json
+}
+
 case "${1:-}" in
 tokenizer)
     # 4.8 M parameters, token grid 4 x 8 x 8 for 16 x 64 x 64 clips. Departures from the
@@ -58,34 +73,14 @@ finetune)
     # Stage 3: the transformer of stage 2 trained on with central and dynamic inpainting
     # three times as often as each other task (official <task>.weight), from a lower lr.
     # Stage 2 left the fills of real footage darker than the truth; see README.md.
-    out=$RUNS/transformer_finetune
-    init=(--init "$RUNS/transformer")
-    [ -f "$out/training_state.pt" ] && init=(--resume)
-    $MAGVIT train transformer "$DATA/train" --tokenizer "$RUNS/tokenizer" --output "$out" \
-        --preset small "${init[@]}" \
-        --set tasks=frame_prediction,frame_interpolation,outpainting_c,outpainting_v,outpainting_h,outpainting_dv,inpainting_c,inpainting_dv,full_generation,frame_prediction_c \
-        --set task_weights=1,1,1,1,1,1,3,3,1,1 \
-        --set batch_size=8 --set lr=3e-4 --set warmup_steps=50 --set steps="${STEPS:-1800}" \
-        --set precision="${PRECISION:-bfloat16}" \
-        --set num_workers=1 --set save_every=10 --set preview_every=200 --set log_every=5 \
-        --quiet --json
+    finetune "$RUNS/transformer" "$RUNS/transformer_finetune" 1800
     ;;
 finetune2)
     # Stage 4: stage 3's transformer trained on after prepare_data.py gained 27 photographic
     # wallpapers (57 training photographs instead of 30, twice the camera-path clips):
     # stages 1-3 memorised the few real scenes, and their fills of unseen real footage
     # came out too dark (README.md). Same task weights and lr.
-    out=$RUNS/transformer_finetune2
-    init=(--init "$RUNS/transformer_finetune")
-    [ -f "$out/training_state.pt" ] && init=(--resume)
-    $MAGVIT train transformer "$DATA/train" --tokenizer "$RUNS/tokenizer" --output "$out" \
-        --preset small "${init[@]}" \
-        --set tasks=frame_prediction,frame_interpolation,outpainting_c,outpainting_v,outpainting_h,outpainting_dv,inpainting_c,inpainting_dv,full_generation,frame_prediction_c \
-        --set task_weights=1,1,1,1,1,1,3,3,1,1 \
-        --set batch_size=8 --set lr=3e-4 --set warmup_steps=50 --set steps="${STEPS:-3000}" \
-        --set precision="${PRECISION:-bfloat16}" \
-        --set num_workers=1 --set save_every=10 --set preview_every=200 --set log_every=5 \
-        --quiet --json
+    finetune "$RUNS/transformer_finetune" "$RUNS/transformer_finetune2" 3000
     ;;
 *)
     echo "usage: $0 tokenizer|transformer|finetune|finetune2" >&2
