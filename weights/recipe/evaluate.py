@@ -117,6 +117,19 @@ def summary(values: torch.Tensor) -> float:
     return round(float(values.mean()), 2)
 
 
+def by_source(names: list[str], scores: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+    """Each per-clip score ([len(names)]) averaged over the clips of each source video, to
+    show where a task wins and where it loses."""
+    sources = [source_of(name) for name in names]
+    return {source: {key: summary(values[torch.tensor([s == source for s in sources])]) for key, values in scores.items()}
+            for source in dict.fromkeys(sources)}
+
+
+def against_best(scores: dict[str, float]) -> str:
+    """'model / best baseline' of one source's scores."""
+    return f"{scores['model_sampled']:.2f} / {max(v for k, v in scores.items() if k != 'model_sampled'):.2f}"
+
+
 def segments(path: Path, length: int, count: int = 3) -> list[tuple[int, torch.Tensor]]:
     """`count` evenly spaced segments of `length` frames of a video: (start, [3, T, H, W])."""
     frames = vio.frames_to_tensor(vio.read_video(path)[0])  # [3, T, H, W]
@@ -197,11 +210,9 @@ def native_resolution(model, examples: list[Path], length: int, options: DecodeO
         contact_sheet(out / f"sheet_native_{task}.png", picks)
     table = {}
     for task, row in rows.items():
-        videos = [source_of(name) for name in row["segments"]]
-        scores = {k: v for k, v in row.items() if k != "segments"}
-        table[task] = {"segments": row["segments"], **{k: round(sum(v) / len(v), 2) for k, v in scores.items()},
-                       "by_source": {video: {k: round(sum(x for x, w in zip(v, videos) if w == video) / videos.count(video), 2)
-                                             for k, v in scores.items()} for video in dict.fromkeys(videos)}}
+        scores = {k: torch.tensor(v) for k, v in row.items() if k != "segments"}
+        table[task] = {"segments": row["segments"], **{k: summary(v) for k, v in scores.items()},
+                       "by_source": by_source(row["segments"], scores)}
     for task, row in table.items():
         print("native", task, row, flush=True)
     if skipped:
@@ -277,10 +288,6 @@ def main() -> None:
     def fvd(video: torch.Tensor) -> float:
         return round(frechet_distance(truth_features, batched(i3d.features, video)), 1)
 
-    # Each real clip's source video, to show where a task wins and where it loses.
-    of_source = {source: torch.tensor([source_of(name) == source for name in real_names])
-                 for source in sorted(set(map(source_of, real_names)))}
-
     table = {}
     sheets = {}
     for task in INPAINT + OUTPAINT + ("frame_interpolation", "frame_prediction", "frame_prediction_c"):
@@ -301,8 +308,7 @@ def main() -> None:
         for name, video in baselines.items():
             per_clip[name] = region_psnr(video, real, edited)
             row[name] = summary(per_clip[name])
-        row["by_source"] = {source: {key: summary(values[pick]) for key, values in per_clip.items()}
-                            for source, pick in of_source.items()}
+        row["by_source"] = by_source(real_names, per_clip)
         if i3d:
             row["fvd"] = {"model_sampled": fvd(samples[0]), **{name: fvd(video) for name, video in baselines.items()}}
         table[task] = row
@@ -384,11 +390,7 @@ def tables(results: dict) -> str:
     lines += ["", "| Task | " + " | ".join(f"{source} ({count})" for source, count in counts.items()) + " |",
               "|---|" + "---:|" * len(counts)]
     for task, row in results["tasks_psnr_edited_region"].items():
-        cells = []
-        for source in counts:
-            scores = row["by_source"][source]
-            base = max(v for k, v in scores.items() if k != "model_sampled")
-            cells.append(f"{scores['model_sampled']:.2f} / {base:.2f}")
+        cells = [against_best(row["by_source"][source]) for source in counts]
         lines.append(f"| {task_lib.get_task(task).short} | " + " | ".join(cells) + " |")
     native = results.get("native_resolution_psnr_edited_region", {})
     if native:
@@ -398,8 +400,7 @@ def tables(results: dict) -> str:
             if task == "skipped":
                 continue
             base = {k: v for k, v in row.items() if k not in ("segments", "model_sampled", "by_source")}
-            videos = ", ".join(f"{video} {v['model_sampled']:.2f} / {max(x for k, x in v.items() if k != 'model_sampled'):.2f}"
-                               for video, v in row["by_source"].items())
+            videos = ", ".join(f"{video} {against_best(scores)}" for video, scores in row["by_source"].items())
             lines.append(f"| {task_lib.get_task(task).short} | {row['model_sampled']:.2f} | {listing(base)} "
                          f"| {verdict(row['model_sampled'], base)} | {len(row['segments'])} | {videos} |")
     return "\n".join(lines) + "\n"

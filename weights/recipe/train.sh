@@ -7,8 +7,8 @@
 #   bash weights/recipe/train.sh finetune2     # stage 4: stage 3's, on the data with more photographs
 #
 # DATA (default /work/data, built by prepare_data.py) and RUNS (default /work/runs) can be
-# overridden from the environment. Both stages save every few steps and continue from
-# their last checkpoint when started again, so a run may span several sessions.
+# overridden from the environment. Every stage saves every few steps and continues from
+# its last checkpoint when started again, so a run may span several sessions.
 # Sized for a 2-core CPU (see README.md); on a GPU raise batch_size and steps.
 set -euo pipefail
 
