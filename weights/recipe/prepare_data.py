@@ -107,15 +107,21 @@ PHOTOS = {
     "skimage/coffee.png": ("scikit_image/skimage/data/coffee.png", "CC0 (Rachel Michetti)"),
     # Photographic wallpapers (the rendered and abstract ones left out); licences and
     # authors as stated in each package's Debian copyright file.
-    **{f"lomiri/{n}": (f"lomiri-wallpapers-16.04/usr/share/backgrounds/{n}", f"{licence} ({n[:-4].split('_by_')[1].replace('_', ' ')})")
-       for n, licence in [
-        ("aitzgorri_by_Aitzol_Berasategi.jpg", "CC-BY-4.0"), ("Bridge_by_Sander_Klootwijk.jpg", "CC-BY-SA-4.0"),
-        ("Dragonfly_by_Bolly.jpg", "CC-BY-SA-4.0"), ("free_by_Peter_Nerlich.jpg", "CC-BY-SA-4.0"),
-        ("friends_by_Aitzol_Berasategi.jpg", "CC-BY-4.0"), ("greentock_by_Peter_Nerlich.jpg", "CC-BY-SA-4.0"),
-        ("life_by_Aitzol_Berasategi.jpg", "CC-BY-4.0"), ("picosdeeuropa_by_Aitzol_Berasategi.jpg", "CC-BY-4.0"),
-        ("Picture_0B_by_freespace.jpg", "CC-BY-4.0"), ("Picture_1A_by_freespace.jpg", "CC-BY-4.0"),
-        ("seeding_by_Clements_Engelhardt.jpg", "CC0-1.0"), ("sunset_by_Aitzol_Berasategi.jpg", "CC-BY-4.0"),
-        ("Wine_by_Jakkub_Mede.jpg", "CC-BY-4.0")]},
+    **{f"lomiri/{n}": (f"lomiri-wallpapers-16.04/usr/share/backgrounds/{n}", f"{licence} ({author})")
+       for n, licence, author in [
+        ("aitzgorri_by_Aitzol_Berasategi.jpg", "CC-BY-4.0", "Aitzol Berasategi"),
+        ("Bridge_by_Sander_Klootwijk.jpg", "CC-BY-SA-4.0", "Sander Klootwijk"),
+        ("Dragonfly_by_Bolly.jpg", "CC-BY-SA-4.0", "Bolly"),
+        ("free_by_Peter_Nerlich.jpg", "CC-BY-SA-4.0", "Peter Nerlich"),
+        ("friends_by_Aitzol_Berasategi.jpg", "CC-BY-4.0", "Aitzol Berasategi"),
+        ("greentock_by_Peter_Nerlich.jpg", "CC-BY-SA-4.0", "Peter Nerlich"),
+        ("life_by_Aitzol_Berasategi.jpg", "CC-BY-4.0", "Aitzol Berasategi"),
+        ("picosdeeuropa_by_Aitzol_Berasategi.jpg", "CC-BY-4.0", "Aitzol Berasategi"),
+        ("Picture_0B_by_freespace.jpg", "CC-BY-4.0", 'Trevor "Freespace"'),
+        ("Picture_1A_by_freespace.jpg", "CC-BY-4.0", 'Trevor "Freespace"'),
+        ("seeding_by_Clements_Engelhardt.jpg", "CC0-1.0", "Clemens Engelhardt"),
+        ("sunset_by_Aitzol_Berasategi.jpg", "CC-BY-4.0", "Aitzol Berasategi"),
+        ("Wine_by_Jakkub_Mede.jpg", "CC-BY-4.0", "Jakub Mede")]},
     **{f"lomiri/{n}": (f"lomiri-wallpapers-20.04/usr/share/backgrounds/{n}", f"CC-BY-SA-3.0 ({author})")
        for n, author in [("Infinite-Sea_by_Aury88.jpg", "Aury88"), ("Kleiber_by_Lukas_Baubkus.jpg", "Lukas Baubkus")]},
     **{f"mate/{n}": (f"mate-backgrounds/usr/share/backgrounds/mate/nature/{n}", f"GPL-2+ ({author})") for n, author in [
