@@ -22,7 +22,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
+from magvit_cli.tokenizer import TokenizerConfig
+from magvit_cli.transformer import TRANSFORMER_PRESETS, TransformerConfig
+
 RESULTS = Path(__file__).resolve().parent / "results"
+
+# Layouts of the scripts' "tiny" and "small" settings: random models that make a dry run take
+# seconds on a CPU (tiny is the test suite's model, tests/conftest.py).
+TINY_TOKENIZER = TokenizerConfig(filters=32, channel_multipliers=(1, 1, 1), num_enc_res_blocks=1,
+                                 num_dec_res_blocks=1, embedding_dim=16, codebook_size=32)
+TRANSFORMER_SIZES = {"tiny": TransformerConfig(hidden_size=32, num_layers=1, num_heads=2, mlp_dim=64),
+                     "small": TransformerConfig(hidden_size=256, num_layers=4, num_heads=4, mlp_dim=1024),
+                     **TRANSFORMER_PRESETS}
 
 
 def setup(device_name: str, threads: int | None) -> torch.device:
@@ -159,6 +170,12 @@ def _best_time(fn: Callable[[], object], device: torch.device, iters: int) -> fl
         sync(device)
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def compiled(fn):
+    """torch.compile with fixed shapes. COMPILE_BACKEND=eager (the CPU dry run of gpu_session.sh)
+    traces without generating code, which checks the wiring in seconds instead of minutes."""
+    return torch.compile(fn, dynamic=False, backend=os.environ.get("COMPILE_BACKEND", "inductor"))
 
 
 def autocast(device: torch.device, dtype: torch.dtype):

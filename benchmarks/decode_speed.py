@@ -22,15 +22,11 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from common import PeakMemory, print_table, setup, timed, write_json
+from common import TRANSFORMER_SIZES as SIZES, PeakMemory, compiled, print_table, setup, timed, write_json
 from magvit_cli.decoding import autocast_dtype, decode
 from magvit_cli.tasks import prefix_tokens
-from magvit_cli.transformer import TRANSFORMER_PRESETS, Transformer, TransformerConfig
+from magvit_cli.transformer import Transformer
 
-SIZES = {
-    "small": TransformerConfig(hidden_size=256, num_layers=4, num_heads=4, mlp_dim=1024),
-    **TRANSFORMER_PRESETS,
-}
 PAPER_SPEEDUP = 60
 
 
@@ -89,6 +85,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--steps", type=int, default=12, help="COMMIT decoding steps")
     parser.add_argument("--threads", type=int, help="CPU threads (default: PyTorch's choice)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the transformer for COMMIT and the bare forward pass (the "
+                             "autoregressive loop stays eager: its growing cache would recompile at every length)")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/decode_speed-<device>.json)")
     args = parser.parse_args()
 
@@ -97,6 +96,7 @@ def main() -> None:
                                  latent_shape=(4, 16, 16), dropout=0.0, attention_dropout=0.0)
     torch.manual_seed(0)
     model = Transformer(config).to(device).eval()
+    net = compiled(model) if args.compile else model
     amp = autocast_dtype(device, args.dtype)
     autocast = (torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext())
     prefix = prefix_tokens(config, "frame_prediction", batch_size=args.batch).to(device)
@@ -105,7 +105,7 @@ def main() -> None:
     generator = torch.Generator(device).manual_seed(0)
 
     def commit(steps=args.steps):
-        decode(model, prefix, cond_tokens, cond_mask, steps=steps, generator=generator, dtype=args.dtype)
+        decode(net, prefix, cond_tokens, cond_mask, steps=steps, generator=generator, dtype=args.dtype)
 
     def ar(count=None):
         with autocast:
@@ -113,14 +113,15 @@ def main() -> None:
 
     def forward():
         with torch.inference_mode(), autocast:
-            model(torch.cat([prefix, cond_tokens], dim=1))
+            net(torch.cat([prefix, cond_tokens], dim=1))
 
     tokens = args.batch * config.num_latents
     params = sum(p.numel() for p in model.parameters())
     print(f"device {device} ({torch.get_num_threads()} threads)" if device.type == "cpu" else f"device {device}")
     print(f"model  {args.size}: {params / 1e6:.1f} M parameters, sequence {config.seq_length}, "
           f"batch {args.batch}, autocast {amp or 'off (float32)'}", flush=True)
-    commit(steps=1)  # warm-up: kernels, allocator, thread pools
+    commit(steps=1)  # warm-up: kernels, allocator, thread pools (and compilation)
+    forward()
     ar(count=8)
     # Loop overhead: two decoding steps against two bare forward passes, interleaved so that a
     # shared machine's load changes hit both alike.
@@ -132,9 +133,9 @@ def main() -> None:
     print(f"COMMIT: {commit_s:.2f} s; a decoding step costs {overhead:.2f} bare forward passes", flush=True)
     ar_s, ar_mem = measured(device, ar)
     rows = [
-        {"method": "COMMIT", "steps": args.steps, "seconds": round(commit_s, 3), "tokens_per_s": round(tokens / commit_s),
+        {"method": "COMMIT", "mode": "compiled" if args.compile else "eager", "steps": args.steps, "seconds": round(commit_s, 3), "tokens_per_s": round(tokens / commit_s),
          "x_forward_passes": round(commit_s / forward_s, 2), "peak_mib": commit_mem and round(commit_mem)},
-        {"method": "autoregressive", "steps": config.num_latents, "seconds": round(ar_s, 3),
+        {"method": "autoregressive", "mode": "eager", "steps": config.num_latents, "seconds": round(ar_s, 3),
          "tokens_per_s": round(tokens / ar_s), "x_forward_passes": round(ar_s / forward_s, 2),
          "peak_mib": ar_mem and round(ar_mem)},
     ]

@@ -20,30 +20,39 @@ import json
 
 import torch
 
-from common import PeakMemory, count_flops, dense_peak, device_name, pick_device, print_table, timed, utilisation, \
-    write_json
+from common import TINY_TOKENIZER, PeakMemory, compiled, count_flops, dense_peak, device_name, pick_device, \
+    print_table, timed, utilisation, write_json
 from magvit_cli.tokenizer import TOKENIZER_PRESETS, VQTokenizer
 
-PRESET_CLIPS = {"bair-b": (16, 64, 64), "bair-l": (16, 64, 64), "ucf-b": (16, 128, 128), "ucf-l": (16, 128, 128)}
+PRESET_CLIPS = {"bair-b": (16, 64, 64), "bair-l": (16, 64, 64), "ucf-b": (16, 128, 128), "ucf-l": (16, 128, 128),
+                "tiny": (16, 32, 32)}
+PRESETS = {**TOKENIZER_PRESETS, "tiny": TINY_TOKENIZER}
 
 
 def measure(name: str, tokenizer: VQTokenizer, clip: tuple[int, int, int], device: torch.device,
-            batch: int, warmup: int, iters: int, measured: dict, channels_last: bool) -> dict:
+            batch: int, warmup: int, iters: int, measured: dict, channels_last: bool, compile: bool = False) -> dict:
     layout = torch.channels_last_3d if channels_last else torch.contiguous_format
     tokenizer = tokenizer.to(device, memory_format=layout).eval()
+    encode, decode = tokenizer.encode, tokenizer.decode
+    if compile:
+        encode, decode = compiled(encode), compiled(decode)
     video = torch.rand(batch, 3, *clip, device=device).contiguous(memory_format=layout)
     codes = torch.randint(0, tokenizer.config.codebook_size, (batch, *tokenizer.latent_shape(*clip)), device=device)
     row = {
         "model": name,
         "layout": "channels-last-3d" if channels_last else "NCDHW",
+        "mode": "compiled" if compile else "eager",
         "device": device_name(device),
         "clip": "x".join(map(str, clip)),
         "batch": batch,
         "parameters_m": round(sum(p.numel() for p in tokenizer.parameters()) / 1e6, 1),
     }
     with torch.inference_mode():
-        for stage, fn in (("encode", lambda: tokenizer.encode(video)), ("decode", lambda: tokenizer.decode(codes))):
-            flops = count_flops(fn)
+        for stage, fn, eager in (("encode", lambda: encode(video), lambda: tokenizer.encode(video)),
+                                 ("decode", lambda: decode(codes), lambda: tokenizer.decode(codes))):
+            flops = count_flops(eager)  # FLOPs are counted on the eager module
+            if compile:
+                fn()  # compilation, not timed
             with PeakMemory(device) as memory:
                 seconds = timed(fn, device, warmup, iters)
             row[f"{stage}_clips_per_s"] = round(batch / seconds, 3)
@@ -63,6 +72,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true",
                         help="weights and activations in channels-last-3d memory format (faster convolutions on CPUs)")
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--compile", action="store_true", help="time torch.compile'd encode and decode instead")
     parser.add_argument("--warmup", type=int, default=0, help="untimed calls (the FLOP-counting call already warms up)")
     parser.add_argument("--iters", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
@@ -81,7 +91,7 @@ def main() -> None:
         parser.error("CUDA is not available")
 
     torch.manual_seed(0)
-    subjects = [(f"{args.preset} (random weights)", VQTokenizer(TOKENIZER_PRESETS[args.preset]),
+    subjects = [(f"{args.preset} (random weights)", VQTokenizer(PRESETS[args.preset]),
                  PRESET_CLIPS[args.preset])]
     if args.model:
         from magvit_cli.checkpoint import load_model
@@ -95,7 +105,7 @@ def main() -> None:
         measured = dense_peak(device, torch.float32)
         for name, tokenizer, clip in subjects:
             rows.append(measure(name, tokenizer, clip, device, args.batch, args.warmup, args.iters, measured,
-                                args.channels_last))
+                                args.channels_last, args.compile))
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

@@ -16,11 +16,10 @@ import dataclasses
 
 import torch
 
-from common import DTYPES, PeakMemory, autocast, dense_peak, device_name, print_table, setup, timed, utilisation, \
-    write_json
-from magvit_cli.transformer import TRANSFORMER_PRESETS, Transformer, TransformerConfig
+from common import DTYPES, TRANSFORMER_SIZES as SIZES, PeakMemory, autocast, compiled, dense_peak, device_name, \
+    print_table, setup, timed, utilisation, write_json
+from magvit_cli.transformer import Transformer, TransformerConfig
 
-SIZES = {"small": TransformerConfig(hidden_size=256, num_layers=4, num_heads=4, mlp_dim=1024), **TRANSFORMER_PRESETS}
 
 
 def build(size: str, device: torch.device) -> Transformer:
@@ -55,7 +54,7 @@ def main() -> None:
 
     device = setup(args.device, args.threads)
     model = build(args.size, device)
-    variants = [("eager", model)] + ([("compiled", torch.compile(model))] if args.compile else [])
+    variants = [("eager", model)] + ([("compiled", compiled(model))] if args.compile else [])
     params = sum(p.numel() for p in model.parameters())
     print(f"{device_name(device)}; transformer {args.size}: {params / 1e6:.1f} M parameters, "
           f"sequence {model.config.seq_length}", flush=True)

@@ -811,16 +811,18 @@ def train_tokenizer_command(
     data: DataArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder: checkpoints (a loadable model), metrics.jsonl, previews.")],
     preset: PresetOpt = "small", config: ConfigFileOpt = None, set_: SetOpt = None, resume: ResumeOpt = False,
+    init: Annotated[Optional[str], typer.Option("--init", help="Start from this model's tokenizer (folder or Hub id) to fine-tune it; with --set decoder_only=true its tokens stay the same.")] = None,
     overfit_one_clip: OverfitOpt = False, device: DeviceOpt = "auto",
     quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
 ):
     """Stage 1: train the 3D-VQ tokenizer as a VQGAN (the saved weights are the EMA generator's)."""
     from . import train
+    from .checkpoint import resolve_model
 
     run = Run(quiet, as_json, debug)
     cfg = train_config("tokenizer", preset, config, set_, overfit_one_clip)
     summary = train.train_tokenizer(cfg, data, output, resume=resume, quiet=quiet or as_json,
-                                    device=resolve_device(device))
+                                    device=resolve_device(device), init=resolve_model(init) if init else None)
     run.finish(output=str(output), **summary)
 
 

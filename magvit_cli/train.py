@@ -101,6 +101,9 @@ class TokenizerTrainConfig:
     preview_every: int = 1000
     precision: str = "auto"  # auto: bfloat16 autocast on CUDA GPUs that support it, float32 otherwise
     overfit_one_clip: bool = False
+    # Train the decoder alone: encoder and codebook stay as they are, so the fine-tuned tokenizer
+    # makes the same tokens and a transformer trained on them still fits (with --init).
+    decoder_only: bool = False
 
 
 @dataclass
@@ -839,12 +842,28 @@ def _tokenizer_step(generator: VQTokenizer, discriminator: StyleGANDiscriminator
         d_grads = torch.autograd.grad(d_loss, d_params, retain_graph=True, allow_unused=True, materialize_grads=True)
         losses["d_loss"], losses["real_logit"], losses["fake_logit"] = d_loss, real_mean, fake_mean
 
-    g_params = list(generator.parameters())
+    g_params = [p for p in generator.parameters() if p.requires_grad]
     g_grads = torch.autograd.grad(g_loss, g_params, allow_unused=True, materialize_grads=True)
     for p, g in zip(d_params + g_params, d_grads + g_grads):
         p.grad = g
     losses["g_loss"] = g_loss
     return {k: v.detach() for k, v in losses.items()}
+
+
+def _start_tokenizer_from(tokenizer: VQTokenizer, init: Path, model_config: ModelConfig, runtime: Runtime) -> None:
+    """Copy the tokenizer of the model folder `init` into `tokenizer` (fine-tuning); its
+    layout and clip size must be this run's."""
+    from .checkpoint import load_model
+
+    base = load_model(init, device=runtime.device)
+    mismatch = [what for what, same in (
+        ("tokenizer shape", base.config.tokenizer == model_config.tokenizer),
+        ("clip length", base.config.num_frames == model_config.num_frames),
+        ("resolution", tuple(base.config.resolution) == tuple(model_config.resolution))) if not same]
+    if mismatch:
+        raise UsageError(f"cannot start from {init}: its {', '.join(mismatch)} differ from this run's",
+                         "set the tokenizer, num_frames and resolution settings to the model's")
+    tokenizer.load_state_dict(base.tokenizer.state_dict())
 
 
 def _no_empty_run_folder(train_fn):
@@ -888,8 +907,10 @@ def _end_of_run(step: int, config, reporter: "_Reporter", preview, save) -> None
 
 @_no_empty_run_folder
 def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, out_dir: str | Path, *,
-                    resume: bool = False, quiet: bool = False, device: str | torch.device | None = None) -> dict:
-    """Train the tokenizer (stage 1) on `data` (folder, manifest or Dataset) into `out_dir`.
+                    resume: bool = False, quiet: bool = False, device: str | torch.device | None = None,
+                    init: str | Path | None = None) -> dict:
+    """Train the tokenizer (stage 1) on `data` (folder, manifest or Dataset) into `out_dir`;
+    with `init` (a model folder), start from that model's tokenizer to fine-tune it.
 
     Returns a summary: steps done, last logged losses, reconstruction PSNR of the EMA
     tokenizer on a few fixed clips at the start and at the end (and of the raw
@@ -917,6 +938,12 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
                                training_data=str(data) if not isinstance(data, Dataset) else "")
     model_config.check()
     generator = VQTokenizer(config.tokenizer).to(runtime.device)
+    if init is not None and saved is None:
+        _start_tokenizer_from(generator, Path(init), model_config, runtime)
+    if config.decoder_only:
+        generator.encoder.requires_grad_(False)
+        generator.quantizer.requires_grad_(False)
+    trainable = [p for p in generator.parameters() if p.requires_grad]
     disc_config = DiscriminatorConfig.for_tokenizer(config.discriminator_filters or config.tokenizer.filters,
                                                     config.num_frames, tuple(config.resolution))
     if config.discriminator_multipliers:
@@ -926,7 +953,7 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
     ema.tokenizer.load_state_dict(generator.state_dict())
     ema.requires_grad_(False).eval()
     adam = dict(lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps, weight_decay=0.0)
-    g_opt = torch.optim.Adam(generator.parameters(), **adam)
+    g_opt = torch.optim.Adam(trainable, **adam)
     d_opt = torch.optim.Adam(discriminator.parameters(), **adam)
     lecam_ema = torch.zeros(2, device=runtime.device)  # (real, fake) mean logits
     perceptual = PerceptualLoss(config.perceptual_model, runtime.device) if config.perceptual_model else None
@@ -991,8 +1018,7 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
                     group["lr"] = lr
                 losses = _tokenizer_step(generator, discriminator if use_gan else None, videos, config, runtime,
                                          perceptual, lecam_ema)
-                _average_gradients((list(discriminator.parameters()) if use_gan else [])
-                                   + list(generator.parameters()), runtime)
+                _average_gradients((list(discriminator.parameters()) if use_gan else []) + trainable, runtime)
                 names = sorted(losses)
                 reduced = runtime.all_mean(torch.stack([losses[k].float() for k in names]
                                                        + [torch.tensor(float(stop.signal is not None), device=runtime.device)]))

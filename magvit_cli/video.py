@@ -11,22 +11,51 @@ temporary file next to the target and renames it into place only when everything
 from __future__ import annotations
 
 import errno
+import importlib.util
 import io
 import os
 import re
 import secrets
 import shutil
+import sys
+import types
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 
-from .errors import InputError, OutputError, UsageError
+from .errors import InputError, OutputError, UnsupportedError, UsageError
+
+
+class _MissingModule(types.ModuleType):
+    """Stands in for an optional import that is not installed: any use is one clear error."""
+
+    def __getattr__(self, attr):
+        raise UnsupportedError(f"reading and writing video files needs {self.__name__}, which is not installed",
+                               f"pip install {self.__name__}")
+
+
+def _lazy_import(name: str) -> types.ModuleType:
+    """`name`, loaded on first attribute access. The model, training and the CLI's start-up
+    need no video I/O, so they run (and `magvit --help` starts) without paying for PyAV, and
+    on machines without it."""
+    if name in sys.modules:  # None there blocks the import
+        return sys.modules[name] or _MissingModule(name)
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return _MissingModule(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+av = _lazy_import("av")  # PyAV
 
 FRAME_FOLDER_FPS = Fraction(24)  # frame folders carry no timing of their own
 FPS_RANGE = (Fraction(1, 100), Fraction(1000))  # what a frame rate given on the command line may be

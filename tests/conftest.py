@@ -8,12 +8,48 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    path = REPO.parent / "shared" / "reference" / "tiny"
+    """The official fixtures: MAGVIT_REFERENCE, else ../shared/reference/tiny."""
+    chosen = os.environ.get("MAGVIT_REFERENCE")
+    path = Path(chosen) if chosen else REPO.parent / "shared" / "reference" / "tiny"
     if not path.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"reference fixtures missing at {path}")
-        pytest.skip("reference fixtures (../shared/reference/tiny) not available")
+        if os.environ.get("CI") or chosen:  # asked for explicitly: a skip would hide the mistake
+            pytest.fail(f"reference fixtures missing at {path}", pytrace=False)
+        pytest.skip(f"reference fixtures ({path}) not available")
     return path
+
+
+def pytest_collection_modifyitems(items):
+    # Every test that reads the official fixtures is a parity test: `pytest -m parity` runs exactly these.
+    for item in items:
+        if "reference_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.parity)
+
+
+@pytest.fixture(scope="session")
+def device():
+    """Where parity tests run the official models: MAGVIT_TEST_DEVICE (default cpu)."""
+    import torch
+
+    name = os.environ.get("MAGVIT_TEST_DEVICE", "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        message = f"MAGVIT_TEST_DEVICE={name!r} is not a torch device: {e}"
+        raise pytest.fail.Exception(message, pytrace=False) from None  # without torch's traceback
+    if device.type != "cuda":
+        yield device
+        return
+    if not torch.cuda.is_available():
+        pytest.fail(f"MAGVIT_TEST_DEVICE={name!r} but torch {torch.__version__} sees no CUDA device", pytrace=False)
+    if (device.index or 0) >= torch.cuda.device_count():
+        pytest.fail(f"MAGVIT_TEST_DEVICE={name!r} but only {torch.cuda.device_count()} CUDA device(s)", pytrace=False)
+    # The tolerances are for full float32: TF32 (cuDNN's default for convolutions) rounds inputs to 10 bits.
+    backends = torch.backends
+    saved = backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.deterministic
+    backends.cuda.matmul.allow_tf32 = backends.cudnn.allow_tf32 = False
+    backends.cudnn.deterministic = True
+    yield device
+    backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.deterministic = saved
 
 
 def tiny_model_config(tasks=None, num_classes=3):

@@ -2,7 +2,8 @@
 msgpack checkpoints, layouts, config translation and errors.
 
 Tolerances (float32, fixture README §7): encoder latents 2e-4, decoded video 1e-4, transformer logits
-5e-6 (max abs). Measured on CPU: about 2e-5, 2e-5 and 2.4e-7.
+5e-6 (max abs). Measured on CPU: about 2e-5, 2e-5 and 2.4e-7. The models run on the `device` fixture
+(MAGVIT_TEST_DEVICE); outputs come back to the CPU to meet the numpy fixtures.
 """
 
 import json
@@ -44,14 +45,19 @@ def channels_first(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array).movedim(-1, 1)
 
 
+def ids(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array).long()
+
+
 @pytest.fixture(scope="module")
 def official_config(reference_dir) -> dict:
     return json.loads((reference_dir / "config.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def converted(reference_dir):
-    return convert(reference_dir / "config.json", reference_dir / "tokenizer_ckpt", reference_dir / "transformer_ckpt")
+def converted(reference_dir, device):
+    return convert(reference_dir / "config.json", reference_dir / "tokenizer_ckpt",
+                   reference_dir / "transformer_ckpt").to(device)
 
 
 @pytest.fixture(scope="module")
@@ -81,18 +87,19 @@ def test_converted_config(converted):
     assert config.fps == 10.0
 
 
-def test_encoder_latents(converted, tokenizer_io):
+def test_encoder_latents(converted, tokenizer_io, device):
     with torch.no_grad():
-        z = converted.tokenizer.encode_latents(channels_first(tokenizer_io["video"]))
+        z = converted.tokenizer.encode_latents(channels_first(tokenizer_io["video"]).to(device)).cpu()
     error = (z - channels_first(tokenizer_io["encoder_raw"])).abs().max().item()
     assert error <= ENCODER_ATOL
 
 
-def test_token_ids_and_quantized(converted, tokenizer_io):
+def test_token_ids_and_quantized(converted, tokenizer_io, device):
     with torch.no_grad():
         codes, quantized = converted.tokenizer.quantize(
-            converted.tokenizer.encode_latents(channels_first(tokenizer_io["video"])))
-    expected = torch.from_numpy(tokenizer_io["ids"]).long()
+            converted.tokenizer.encode_latents(channels_first(tokenizer_io["video"]).to(device)))
+    codes, quantized = codes.cpu(), quantized.cpu()
+    expected = ids(tokenizer_io["ids"])
     clear = torch.from_numpy(tokenizer_io["id_distance_gap"]) >= 1e-3
     assert torch.equal(codes[clear], expected[clear])
     assert (codes == expected).float().mean() >= 0.999
@@ -101,52 +108,52 @@ def test_token_ids_and_quantized(converted, tokenizer_io):
     assert torch.equal(quantized[same], official[same])  # a plain codebook lookup: exact
 
 
-def test_encode_matches_ids(converted, tokenizer_io):
+def test_encode_matches_ids(converted, tokenizer_io, device):
     with torch.no_grad():
-        codes = converted.tokenizer.encode(channels_first(tokenizer_io["video"]))
+        codes = converted.tokenizer.encode(channels_first(tokenizer_io["video"]).to(device)).cpu()
     assert codes.dtype == torch.long and codes.shape == (2, 4, 8, 8)
-    assert (codes == torch.from_numpy(tokenizer_io["ids"]).long()).float().mean() >= 0.999
+    assert (codes == ids(tokenizer_io["ids"])).float().mean() >= 0.999
 
 
-def test_decode_from_stored_ids(converted, tokenizer_io):
+def test_decode_from_stored_ids(converted, tokenizer_io, device):
     with torch.no_grad():
-        recon = converted.tokenizer.decode(torch.from_numpy(tokenizer_io["ids"]).long())
+        recon = converted.tokenizer.decode(ids(tokenizer_io["ids"]).to(device)).cpu()
     error = (recon - channels_first(tokenizer_io["recon"])).abs().max().item()
     assert error <= RECON_ATOL
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_transformer_logits(converted, transformer_io, task):
+def test_transformer_logits(converted, transformer_io, device, task):
     vocab = converted.config.transformer.vocab_size
-    tokens = torch.from_numpy(transformer_io[f"{task}__masked_inputs"]).long()
+    tokens = ids(transformer_io[f"{task}__masked_inputs"])
     assert (tokens < 0).any()  # special ids are stored negative...
     tokens = torch.where(tokens < 0, tokens + vocab, tokens)  # ...and wrap around as in Flax's jnp.take
     with torch.no_grad():
-        logits = converted.transformer(tokens)
+        logits = converted.transformer(tokens.to(device)).cpu()
     expected = torch.from_numpy(transformer_io[f"{task}__logits"])
     assert logits.shape == expected.shape == (2, 258, 86)
     assert (logits - expected).abs().max().item() <= LOGITS_ATOL
 
 
-def test_saved_and_reloaded_model_keeps_parity(converted, tokenizer_io, tmp_path):
+def test_saved_and_reloaded_model_keeps_parity(converted, tokenizer_io, device, tmp_path):
     from magvit_cli.checkpoint import load_model, save_model
 
     save_model(tmp_path / "tiny", converted)
-    model = load_model(tmp_path / "tiny")
+    model = load_model(tmp_path / "tiny", device=device)
     assert model.config.to_dict() == converted.config.to_dict()
     with torch.no_grad():
-        codes = model.tokenizer.encode(channels_first(tokenizer_io["video"]))
-        recon = model.tokenizer.decode(torch.from_numpy(tokenizer_io["ids"]).long())
-    assert (codes == torch.from_numpy(tokenizer_io["ids"]).long()).float().mean() >= 0.999
+        codes = model.tokenizer.encode(channels_first(tokenizer_io["video"]).to(device)).cpu()
+        recon = model.tokenizer.decode(ids(tokenizer_io["ids"]).to(device)).cpu()
+    assert (codes == ids(tokenizer_io["ids"])).float().mean() >= 0.999
     assert (recon - channels_first(tokenizer_io["recon"])).abs().max().item() <= RECON_ATOL
 
 
-def test_g_params_do_not_reproduce(reference_dir, tokenizer_io):
+def test_g_params_do_not_reproduce(reference_dir, tokenizer_io, device):
     # The fixture's g_params differ on purpose from the ema_params that produced the outputs.
     model = convert(reference_dir / "config.json", reference_dir / "tokenizer_ckpt", tokenizer_params="g_params")
     assert model.transformer is None and model.config.tasks == []
     with torch.no_grad():
-        z = model.tokenizer.encode_latents(channels_first(tokenizer_io["video"]))
+        z = model.to(device).tokenizer.encode_latents(channels_first(tokenizer_io["video"]).to(device)).cpu()
     assert (z - channels_first(tokenizer_io["encoder_raw"])).abs().max().item() > 1e-2
 
 
@@ -154,7 +161,7 @@ def test_tokenizer_checkpoint_found_through_config(reference_dir, converted):
     # config.json's transformer_config.vq_model_from.checkpoint_path is "tokenizer_ckpt", relative to it.
     model = convert(reference_dir / "config.json", transformer_ckpt=reference_dir / "transformer_ckpt")
     for name, tensor in converted.state_dict().items():
-        assert torch.equal(model.state_dict()[name], tensor), name
+        assert torch.equal(model.state_dict()[name], tensor.cpu()), name  # converted lives on `device`
 
 
 def test_unknown_tokenizer_tree(reference_dir):
@@ -401,13 +408,13 @@ def test_shape_cross_check_direct(reference_dir, official_config):
         check_transformer_shapes(transformer_config_from_official(official, 64), checkpoint)
 
 
-def test_copied_work_dir_converts(reference_dir, tmp_path, tokenizer_io):
+def test_copied_work_dir_converts(reference_dir, tmp_path, tokenizer_io, device):
     # A work dir with several steps: the newest one wins (here an identical copy).
     shutil.copy(reference_dir / "tokenizer_ckpt" / "checkpoint_0", tmp_path / "checkpoint_1000")
     (tmp_path / "checkpoint_2000.orbax-checkpoint-tmp-1").mkdir()
-    model = convert(reference_dir / "config.json", tmp_path)
+    model = convert(reference_dir / "config.json", tmp_path).to(device)
     with torch.no_grad():
-        recon = model.tokenizer.decode(torch.from_numpy(tokenizer_io["ids"]).long())
+        recon = model.tokenizer.decode(ids(tokenizer_io["ids"]).to(device)).cpu()
     assert (recon - channels_first(tokenizer_io["recon"])).abs().max().item() <= RECON_ATOL
 
 
@@ -483,14 +490,14 @@ def test_convert_by_preset_name(tmp_path):
     assert torch.equal(model.tokenizer.decoder.conv_out.weight, reference.decoder.conv_out.weight)
 
 
-def test_orbax_checkpoint(reference_dir, tmp_path, tokenizer_io):
+def test_orbax_checkpoint(reference_dir, tmp_path, tokenizer_io, device):
     ocp = pytest.importorskip("orbax.checkpoint")
     state = read_flax_checkpoint(reference_dir / "tokenizer_ckpt")
     ocp.PyTreeCheckpointer().save(str(tmp_path / "checkpoint_5"), state)
     restored = read_flax_checkpoint(tmp_path)
     kernel = restored["ema_params"]["encoder"]["Conv_0"]["kernel"]
     assert np.array_equal(kernel, state["ema_params"]["encoder"]["Conv_0"]["kernel"])
-    model = convert(reference_dir / "config.json", tmp_path / "checkpoint_5")
+    model = convert(reference_dir / "config.json", tmp_path / "checkpoint_5").to(device)
     with torch.no_grad():
-        recon = model.tokenizer.decode(torch.from_numpy(tokenizer_io["ids"]).long())
+        recon = model.tokenizer.decode(ids(tokenizer_io["ids"]).to(device)).cpu()
     assert (recon - channels_first(tokenizer_io["recon"])).abs().max().item() <= RECON_ATOL

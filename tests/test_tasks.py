@@ -15,10 +15,10 @@ TINY_LATENT = (4, 8, 8)
 
 
 @pytest.fixture(scope="module")
-def reference(reference_dir):
+def reference(reference_dir, device):
     io = np.load(reference_dir / "transformer_io.npz")
     video = np.load(reference_dir / "tokenizer_io.npz")["video"]
-    return io, torch.from_numpy(video).permute(0, 4, 1, 2, 3)  # channels-last -> [B, C, T, H, W]
+    return io, torch.from_numpy(video).permute(0, 4, 1, 2, 3).to(device)  # channels-last -> [B, C, T, H, W]
 
 
 def as_ids(array) -> torch.Tensor:
@@ -32,33 +32,34 @@ def test_condition_matches_the_official_cond_fn(reference, task):
     io, video = reference
     cond = condition(task, video, TINY_LATENT)
     expected_video = torch.from_numpy(io[f"{task}__cond_video"]).permute(0, 4, 1, 2, 3)
-    torch.testing.assert_close(cond.video, expected_video, atol=1e-6, rtol=0)  # measured: exact
+    torch.testing.assert_close(cond.video.cpu(), expected_video, atol=1e-6, rtol=0)  # measured: exact
     expected_mask = torch.from_numpy(io[f"{task}__cond_video_mask"]).permute(0, 4, 1, 2, 3)
     full = (2, 1, 16, 32, 32)
-    assert torch.equal(cond.video_mask.expand(full), expected_mask.expand(full))
+    assert torch.equal(cond.video_mask.cpu().expand(full), expected_mask.expand(full))
     expected_latent = torch.from_numpy(io[f"{task}__cond_latent_mask"])
-    assert torch.equal(cond.latent_mask.expand(2, *TINY_LATENT), expected_latent.expand(2, *TINY_LATENT))
+    assert torch.equal(cond.latent_mask.cpu().expand(2, *TINY_LATENT), expected_latent.expand(2, *TINY_LATENT))
 
 
 @pytest.mark.parametrize("task", list(TASKS))
 def test_masked_sequences_match_generate_masked_tokens(reference, task):
     io, video = reference
-    labels = torch.from_numpy(io["label"][:, 0]).long()
-    scores = torch.from_numpy(io["mask_score"]).reshape(2, -1)
-    targets = torch.from_numpy(io[f"{task}__inputs"]).long().reshape(2, -1)
+    device = video.device
+    labels = torch.from_numpy(io["label"][:, 0]).long().to(device)
+    scores = torch.from_numpy(io["mask_score"]).reshape(2, -1).to(device)
+    targets = torch.from_numpy(io[f"{task}__inputs"]).long().reshape(2, -1).to(device)
     cond_tokens = latent_mask = None
     if task != "full_generation":
-        cond_tokens = torch.from_numpy(io[f"{task}__cond_inputs"]).long().reshape(2, -1)
+        cond_tokens = torch.from_numpy(io[f"{task}__cond_inputs"]).long().reshape(2, -1).to(device)
         latent_mask = condition(task, video, TINY_LATENT).latent_mask
     masked = mask_tokens(TINY, task, targets, cond_tokens, latent_mask, labels, 0.6, scores=scores,
                          model_tasks=list(TASKS))
-    assert torch.equal(masked.inputs, as_ids(io[f"{task}__masked_inputs"]))
-    assert torch.equal(masked.targets, as_ids(io[f"{task}__targets"]))
-    assert torch.equal(masked.weights, torch.from_numpy(io[f"{task}__weights"]))
-    assert torch.equal(masked.uncond_inputs, as_ids(io[f"{task}__uncond_masked_inputs"]))
+    assert torch.equal(masked.inputs.cpu(), as_ids(io[f"{task}__masked_inputs"]))
+    assert torch.equal(masked.targets.cpu(), as_ids(io[f"{task}__targets"]))
+    assert torch.equal(masked.weights.cpu(), torch.from_numpy(io[f"{task}__weights"]))
+    assert torch.equal(masked.uncond_inputs.cpu(), as_ids(io[f"{task}__uncond_masked_inputs"]))
     start = mask_tokens(TINY, task, targets, cond_tokens, latent_mask, labels, 1.0, scores=scores)
-    assert torch.equal(start.inputs, as_ids(io[f"{task}__decode_init_masked_inputs"]))
-    assert torch.equal(prefix_tokens(TINY, task, labels), as_ids(io[f"{task}__decode_prefix"]))
+    assert torch.equal(start.inputs.cpu(), as_ids(io[f"{task}__decode_init_masked_inputs"]))
+    assert torch.equal(prefix_tokens(TINY, task, labels).cpu(), as_ids(io[f"{task}__decode_prefix"]))
     uncond = tasks.uncond_prefix_tokens(TINY, task, list(TASKS), batch_size=2)
     assert torch.equal(uncond, as_ids(io[f"{task}__decode_prefix_uncond"]))
 

@@ -100,7 +100,7 @@ def load_reference_transformer(reference_dir):
 
 
 def reference_logits(reference_dir, model):
-    """(ours, official) logits [B, L, V] of every task's masked inputs."""
+    """(task, masked input ids, official logits [B, L, V]) of every task, on the CPU."""
     io = np.load(reference_dir / "transformer_io.npz")
     vocab = model.config.vocab_size
     for task in TASKS:
@@ -109,24 +109,24 @@ def reference_logits(reference_dir, model):
         yield task, tokens, torch.from_numpy(io[f"{task}__logits"])
 
 
-def test_logits_match_the_official_model(reference_dir):
-    model = load_reference_transformer(reference_dir)
+def test_logits_match_the_official_model(reference_dir, device):
+    model = load_reference_transformer(reference_dir).to(device)
     assert model.config == TINY
     for task, tokens, expected in reference_logits(reference_dir, model):
         with torch.no_grad():
-            logits = model(tokens)
+            logits = model(tokens.to(device)).cpu()
         # Official fp32 jit vs op-by-op differ by 1.8e-7; an erf GELU would be off by 2e-5.
         torch.testing.assert_close(logits, expected, atol=5e-6, rtol=0, msg=task)
 
 
-def test_bfloat16_autocast_effect_on_logits(reference_dir):
-    """Measured: max |bf16 - fp32| = 3.8e-3 over the ten tasks (logits std 0.17, max 0.64),
+def test_bfloat16_autocast_effect_on_logits(reference_dir, device):
+    """Measured on CPU: max |bf16 - fp32| = 3.8e-3 over the ten tasks (logits std 0.17, max 0.64),
     the code argmax differs at ~0.7 % of positions (near-ties of a random model)."""
-    model = load_reference_transformer(reference_dir)
+    model = load_reference_transformer(reference_dir).to(device)
     worst, flips, total = 0.0, 0, 0
     for _, tokens, expected in reference_logits(reference_dir, model):
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = model(tokens).float()
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
+            logits = model(tokens.to(device)).float().cpu()
         worst = max(worst, (logits - expected).abs().max().item())
         flips += (logits[..., :64].argmax(-1) != expected[..., :64].argmax(-1)).sum().item()
         total += tokens.numel()

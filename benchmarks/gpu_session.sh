@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# One prepared call on a lent GPU machine: record the machine, check the CUDA path, measure
+# speed, train the tokenizer with the minutes left, and write every result as it is made.
+#
+#   python benchmarks/gpu_bundle.py                         # here, once: fixtures + training clips
+#   bash benchmarks/gpu_session.sh [RESULTS_DIR]            # there (the device tool: carry .gpu_bundle)
+#   DRY_RUN=1 bash benchmarks/gpu_session.sh /tmp/dry       # the same steps with tiny settings, on a CPU
+#
+# RESULTS_DIR (default $OUT, else runs/gpu_session) receives, and keeps up to date after every
+# step, at most 8 files: session.log, results.tar (steps.jsonl, env, checks, benchmark JSON,
+# training summaries and metrics), decoder.safetensors (the bundled model's decoder trained on)
+# and grid16_* files (a 4x16x16 tokenizer trained from scratch). BUDGET (seconds, default 570)
+# bounds the whole session; each step gets a time limit and is skipped when the time is gone.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+RESULTS_DIR=${1:-${OUT:-$REPO/runs/gpu_session}}
+BUNDLE=${BUNDLE:-$REPO/.gpu_bundle}
+BUDGET=${BUDGET:-570}
+DRY_RUN=${DRY_RUN:-0}
+PYTHON=${PYTHON:-python3}
+WORK=$(mktemp -d)
+RESULTS=$WORK/results
+mkdir -p "$RESULTS_DIR" "$RESULTS"
+exec > >(tee -a "$RESULTS_DIR/session.log") 2>&1
+export PYTHONPATH="$REPO:$REPO/benchmarks${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+START=$SECONDS
+FAILED=0
+
+left() { echo $((BUDGET - (SECONDS - START))); }
+
+save() {  # results.tar replaced whole, so a session cut off at any moment leaves a readable one
+    tar -C "$WORK" -cf "$RESULTS_DIR/.results.tar" results && mv "$RESULTS_DIR/.results.tar" "$RESULTS_DIR/results.tar"
+}
+
+step() {  # step NAME SECONDS COMMAND...: run under a time limit, record its exit status, save
+    local name=$1 limit=$2 cap rc t0
+    shift 2
+    cap=$(left)
+    (( limit > cap )) && limit=$cap
+    if (( limit < 10 )); then
+        echo "== $name: skipped, out of time"
+        echo "{\"step\": \"$name\", \"status\": \"skipped\"}" >>"$RESULTS/steps.jsonl"
+        return
+    fi
+    echo "== $name (at most ${limit} s; $(left) s left)"
+    t0=$SECONDS
+    timeout --signal=TERM --kill-after=15 "$limit" "$@"
+    rc=$?
+    (( rc != 0 )) && FAILED=$((FAILED + 1))
+    echo "{\"step\": \"$name\", \"exit_code\": $rc, \"seconds\": $((SECONDS - t0))}" >>"$RESULTS/steps.jsonl"
+    save
+}
+
+if [[ "$DRY_RUN" == 1 ]]; then
+    DEVICE=cpu; TF_SIZE=tiny; TF_BATCH="1"; TOK=tiny; TOK_BATCH=1; TASK=tiny; TASK_BATCH="1 2"
+    DTYPES="float32"; CHECKS=(--clips 1 --steps 1)
+    TRAIN=(--tiny --batch 2 --limit 8 --workers 0 --calibration-steps 2); DECODER_S=15; GRID_S=15
+    export COMPILE_BACKEND=eager  # traced, no code generated: seconds, not minutes
+else
+    DEVICE=cuda; TF_SIZE=b; TF_BATCH="1 8 32"; TOK=ucf-b; TOK_BATCH=8; TASK=ucf; TASK_BATCH="1 16 64"
+    DTYPES="float32 bfloat16"; CHECKS=(); TRAIN=(--batch 64)
+fi
+
+# 1. The machine, and what the project needs beyond what it has (wheels from the bundle).
+if compgen -G "$BUNDLE/wheels/*.whl" >/dev/null; then
+    $PYTHON -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" "$BUNDLE"/wheels/*.whl \
+        && export PYTHONPATH="$PYTHONPATH:$WORK/site"
+fi
+nvidia-smi 2>/dev/null || echo "nvidia-smi: not available"
+step env 60 $PYTHON benchmarks/gpu_checks.py env --out "$RESULTS/env.json"
+
+# 2. Correctness on this device: official parity (float32, TF32 off), bf16 decoding, seeds, OOM.
+if [[ -f "$BUNDLE/reference.tar.gz" ]]; then
+    tar -C "$WORK" -xzf "$BUNDLE/reference.tar.gz"
+    # Only the files that hold parity tests: the others need PyAV, which this machine lacks.
+    parity_files=$(grep -l "reference_dir" tests/test_*.py | tr '\n' ' ')
+    parity_args=()
+    [[ "$DRY_RUN" == 1 ]] && parity_args=(-k "tokenizer and not g_params")
+    step parity 120 env MAGVIT_TEST_DEVICE=$DEVICE MAGVIT_REFERENCE="$WORK/reference" \
+        $PYTHON -m pytest -q -p no:cacheprovider -m parity "${parity_args[@]}" --junitxml="$RESULTS/parity.xml" \
+        $parity_files
+else
+    echo "== parity: skipped, no fixtures in $BUNDLE"
+fi
+step decoding 90 $PYTHON benchmarks/gpu_checks.py decoding --device $DEVICE --bundle "$BUNDLE" "${CHECKS[@]}" \
+    --out "$RESULTS/decoding.json"
+step oom 90 $PYTHON benchmarks/gpu_checks.py oom --out "$RESULTS/oom.json"
+
+# 3. Speed, eager (torch.compile comes last: compiling costs minutes).
+step transformer 45 $PYTHON benchmarks/transformer_speed.py --device $DEVICE --size $TF_SIZE --batch $TF_BATCH \
+    --dtype $DTYPES --out "$RESULTS/transformer_speed.json"
+for dtype in $DTYPES; do
+    step "decode-$dtype" 45 $PYTHON benchmarks/decode_speed.py --device $DEVICE --size $TF_SIZE --dtype "$dtype" \
+        --out "$RESULTS/decode_speed-$dtype.json"
+done
+step tokenizer 45 $PYTHON benchmarks/tokenizer_speed.py --device $DEVICE --preset $TOK --batch $TOK_BATCH \
+    --out "$RESULTS/tokenizer_speed.json"
+step generation 90 $PYTHON benchmarks/task_speed.py --device $DEVICE --preset $TASK --families CG FP \
+    --batch $TASK_BATCH --dtype $DTYPES --out "$RESULTS/task_speed.json"
+
+# 4. Speed with torch.compile: the largest batch of each eager sweep (a batch
+# size compiles anew), and generation in bf16 (what CUDA decoding uses) at the batch that gave
+# the most clips per second.
+best=$($PYTHON -c "import json,sys; rows=json.load(open(sys.argv[1]))['rows']; \
+rows=[r for r in rows if r['family']=='CG' and r['dtype']==sys.argv[2]]; \
+print(max(rows, key=lambda r: r['clips_per_s'])['batch'])" "$RESULTS/task_speed.json" "${DTYPES##* }" 2>/dev/null \
+    || echo "${TASK_BATCH%% *}")
+step generation-compiled 75 $PYTHON benchmarks/task_speed.py --device $DEVICE --preset $TASK --families CG \
+    --batch "$best" --dtype "${DTYPES##* }" --compile --out "$RESULTS/task_speed-compiled.json"
+step transformer-compiled 45 $PYTHON benchmarks/transformer_speed.py --device $DEVICE --size $TF_SIZE \
+    --batch "${TF_BATCH##* }" --dtype $DTYPES --compile --out "$RESULTS/transformer_speed-compiled.json"
+step decode-compiled 35 $PYTHON benchmarks/decode_speed.py --device $DEVICE --size $TF_SIZE --compile \
+    --out "$RESULTS/decode_speed-compiled.json"
+step tokenizer-compiled 50 $PYTHON benchmarks/tokenizer_speed.py --device $DEVICE --preset $TOK \
+    --batch $TOK_BATCH --compile --out "$RESULTS/tokenizer_speed-compiled.json"
+
+# 5. Training, with the time left: the bundled model's decoder first (releasable with the bundled
+# transformer), then a 4x16x16 tokenizer from scratch. Models go next to results.tar (the size cap
+# is per file). Each run sizes its steps to its seconds; 25 s of each limit are for its last save.
+# Under 150 s left, the decoder alone.
+if [[ -f "$BUNDLE/train.json" ]]; then
+    if [[ "$DRY_RUN" != 1 ]]; then
+        avail=$(( $(left) - 50 ))
+        if (( avail < 150 )); then DECODER_S=$avail; GRID_S=0; else DECODER_S=$(( avail * 11 / 20 )); GRID_S=$(( avail - DECODER_S )); fi
+    fi
+    step train-decoder $((DECODER_S + 25)) $PYTHON benchmarks/gpu_train.py decoder --bundle "$BUNDLE" \
+        --device $DEVICE --out "$WORK/decoder" --seconds $DECODER_S "${TRAIN[@]}"
+    cp "$WORK/decoder/decoder.safetensors" "$RESULTS_DIR/" 2>/dev/null
+    step train-grid16 $((GRID_S + 25)) $PYTHON benchmarks/gpu_train.py grid16 --bundle "$BUNDLE" \
+        --device $DEVICE --out "$WORK/grid16" --seconds $GRID_S "${TRAIN[@]}"
+    for f in model.safetensors config.json; do cp "$WORK/grid16/$f" "$RESULTS_DIR/grid16_$f" 2>/dev/null; done
+    for run in decoder grid16; do
+        mkdir -p "$RESULTS/$run"
+        cp "$WORK/$run"/{summary.json,metrics.jsonl,config.json} "$RESULTS/$run/" 2>/dev/null
+    done
+    save
+else
+    echo "== training: skipped, no training clips in $BUNDLE"
+fi
+
+echo "== done in $((SECONDS - START)) s, $FAILED step(s) failed; results in $RESULTS_DIR"
+save
+rm -rf "$WORK"
+exit $(( FAILED > 0 ))
