@@ -42,19 +42,24 @@ def autoregressive(model: Transformer, prefix: torch.Tensor, generator: torch.Ge
     cache = [(prefix.new_zeros(batch, heads, total, head_dim, dtype=dtype),
               prefix.new_zeros(batch, heads, total, head_dim, dtype=dtype)) for _ in model.layers]
 
+    slots = torch.arange(total, device=prefix.device)
+
     def forward(tokens: torch.Tensor, start: int) -> torch.Tensor:
         """Logits of the last position after appending `tokens` at positions start..."""
         length = tokens.shape[1]
         end = start + length
         positions = torch.arange(start, end, device=tokens.device)
+        # Every step attends over the whole static cache, masked to the positions written so far
+        # (causal within the prefix pass): shapes stay the same from step to step, so no attention
+        # kernel plans a new shape at each of the N steps (cuDNN's bf16 attention on CUDA does).
+        visible = slots <= positions[:, None]
         x = model.embeddings_ln(model.word_embeddings(tokens) + model.position_embeddings(positions))
         for layer, (keys, values) in zip(model.layers, cache):
             attention = layer.attention
             q, k, v = (proj(x).view(batch, length, heads, head_dim).transpose(1, 2)
                        for proj in (attention.query, attention.key, attention.value))
             keys[:, :, start:end], values[:, :, start:end] = k, v
-            # The prefix is filled in one causal pass (start = 0); later steps attend to the whole cache.
-            y = F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end], is_causal=length > 1)
+            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
             x = layer.attention_ln(x + attention.out(y.transpose(1, 2).reshape(batch, length, -1)))
             x = layer.mlp_ln(x + layer.mlp_out(F.gelu(layer.mlp_in(x), approximate="tanh")))
         h = model.head_ln(F.gelu(model.head_dense(x[:, -1]), approximate="tanh"))

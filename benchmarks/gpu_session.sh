@@ -8,9 +8,10 @@
 #
 # RESULTS_DIR (default $OUT, else runs/gpu_session) receives, and keeps up to date after every
 # step, at most 8 files: session.log, results.tar (steps.jsonl, env, checks, benchmark JSON,
-# training summaries and metrics), decoder.safetensors (the bundled model's decoder trained on)
-# and grid16_* files (a 4x16x16 tokenizer trained from scratch). BUDGET (seconds, default 570)
-# bounds the whole session; each step gets a time limit and is skipped when the time is gone.
+# training summaries and metrics) and the trained weights (decoder.safetensors: the bundled
+# model's decoder trained on; grid16_model.safetensors: a 4x16x16 tokenizer; transformer.safetensors).
+# BUDGET (seconds, default 570) bounds the whole session; each step gets a time limit and is
+# skipped when the time is gone. ONLY, TRAIN_STAGES and GRID16_BASE: see below.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -18,6 +19,9 @@ RESULTS_DIR=${1:-${OUT:-$REPO/runs/gpu_session}}
 BUNDLE=${BUNDLE:-$REPO/.gpu_bundle}
 BUDGET=${BUDGET:-570}
 DRY_RUN=${DRY_RUN:-0}
+ONLY=${ONLY:-}  # run only these steps (names as in steps.jsonl), e.g. to redo what failed
+TRAIN_STAGES=${TRAIN_STAGES:-decoder grid16}
+GRID16_BASE=${GRID16_BASE:-}
 PYTHON=${PYTHON:-python3}
 WORK=$(mktemp -d)
 RESULTS=$WORK/results
@@ -41,6 +45,9 @@ step() {  # step NAME SECONDS COMMAND...: run under a time limit, record its exi
     if (( limit < 10 )); then
         echo "== $name: skipped, out of time"
         echo "{\"step\": \"$name\", \"status\": \"skipped\"}" >>"$RESULTS/steps.jsonl"
+        return
+    fi
+    if [[ -n "$ONLY" && " $ONLY " != *" $name "* ]]; then
         return
     fi
     echo "== $name (at most ${limit} s; $(left) s left)"
@@ -115,26 +122,30 @@ step decode-compiled 35 $PYTHON benchmarks/decode_speed.py --device $DEVICE --si
 step tokenizer-compiled 50 $PYTHON benchmarks/tokenizer_speed.py --device $DEVICE --preset $TOK \
     --batch $TOK_BATCH --compile --out "$RESULTS/tokenizer_speed-compiled.json"
 
-# 5. Training, with the time left: the bundled model's decoder first (releasable with the bundled
-# transformer), then a 4x16x16 tokenizer from scratch. Models go next to results.tar (the size cap
-# is per file). Each run sizes its steps to its seconds; 25 s of each limit are for its last save.
-# Under 150 s left, the decoder alone.
+# 5. Training, with the time left shared equally between TRAIN_STAGES (default: the bundled
+# model's decoder, releasable with the bundled transformer, then a 4x16x16 tokenizer from scratch,
+# or on from GRID16_BASE; "transformer" trains on that tokenizer's tokens). What each stage trained
+# goes next to results.tar (the size cap is per file); 25 s of each step's limit are for its last save.
 if [[ -f "$BUNDLE/train.json" ]]; then
-    if [[ "$DRY_RUN" != 1 ]]; then
-        avail=$(( $(left) - 50 ))
-        if (( avail < 150 )); then DECODER_S=$avail; GRID_S=0; else DECODER_S=$(( avail * 11 / 20 )); GRID_S=$(( avail - DECODER_S )); fi
-    fi
-    step train-decoder $((DECODER_S + 25)) $PYTHON benchmarks/gpu_train.py decoder --bundle "$BUNDLE" \
-        --device $DEVICE --out "$WORK/decoder" --seconds $DECODER_S "${TRAIN[@]}"
-    cp "$WORK/decoder/decoder.safetensors" "$RESULTS_DIR/" 2>/dev/null
-    step train-grid16 $((GRID_S + 25)) $PYTHON benchmarks/gpu_train.py grid16 --bundle "$BUNDLE" \
-        --device $DEVICE --out "$WORK/grid16" --seconds $GRID_S "${TRAIN[@]}"
-    for f in model.safetensors config.json; do cp "$WORK/grid16/$f" "$RESULTS_DIR/grid16_$f" 2>/dev/null; done
-    for run in decoder grid16; do
-        mkdir -p "$RESULTS/$run"
-        cp "$WORK/$run"/{summary.json,metrics.jsonl,config.json} "$RESULTS/$run/" 2>/dev/null
+    stages=($TRAIN_STAGES)
+    for i in "${!stages[@]}"; do
+        stage=${stages[$i]}
+        share=$(( ($(left) - 25 * (${#stages[@]} - i)) / (${#stages[@]} - i) ))
+        [[ "$DRY_RUN" == 1 ]] && share=15
+        base=()
+        [[ $stage == grid16 && -n "$GRID16_BASE" ]] && base=(--base "$GRID16_BASE")
+        [[ $stage == transformer ]] && base=(--base "$([[ -d "$WORK/grid16" ]] && echo "$WORK/grid16" || echo "$GRID16_BASE")")
+        step "train-$stage" $((share + 25)) $PYTHON benchmarks/gpu_train.py "$stage" --bundle "$BUNDLE" \
+            --device $DEVICE --out "$WORK/$stage" --seconds $share "${TRAIN[@]}" "${base[@]}"
+        mkdir -p "$RESULTS/$stage"
+        cp "$WORK/$stage"/{summary.json,metrics.jsonl,config.json} "$RESULTS/$stage/" 2>/dev/null
+        if [[ $stage == grid16 ]]; then
+            cp "$WORK/grid16/model.safetensors" "$RESULTS_DIR/grid16_model.safetensors" 2>/dev/null
+        else
+            cp "$WORK/$stage/$stage.safetensors" "$RESULTS_DIR/" 2>/dev/null
+        fi
+        save
     done
-    save
 else
     echo "== training: skipped, no training clips in $BUNDLE"
 fi

@@ -1,19 +1,24 @@
-"""Tokenizer training within a time budget, on the clips packed by `gpu_bundle.py`.
+"""Training within a time budget, on the clips packed by `gpu_bundle.py`.
 
     python benchmarks/gpu_train.py decoder --bundle .gpu_bundle --out runs/decoder --seconds 150
-    python benchmarks/gpu_train.py grid16 --bundle .gpu_bundle --out runs/grid16 --seconds 150
+    python benchmarks/gpu_train.py grid16 --bundle .gpu_bundle --out runs/grid16 --seconds 150 [--base runs/grid16]
+    python benchmarks/gpu_train.py transformer --base runs/grid16 --out runs/transformer16 --seconds 150
 
-Stages (both with `magvit_cli.train.train_tokenizer`, L2 reconstruction only):
+Stages (`magvit_cli.train`; the tokenizer ones with L2 reconstruction only):
 
   * decoder: the bundled model's decoder trained on, its encoder and codebook frozen
     (decoder_only): the tokens do not change, so the bundled transformer still fits, and the
     returned decoder can be released with it if it reconstructs held-out clips better;
   * grid16: a 4 x 16 x 16 token grid with 1,024 codes (the `small` preset's layout), from
-    scratch: the candidate of the next default model, whose 4 x 8 x 8 tokenizer is the bottleneck.
+    scratch (or on from an earlier run): the candidate of the next default model, whose 4 x 8 x 8
+    tokenizer is the bottleneck;
+  * transformer: the `small` transformer on the ten tasks (inpainting weighted 3, as in the recipe)
+    on the tokens of a tokenizer (--base); later decoder-only training leaves those tokens as they are.
 
 A short calibration run measures the time per step first, so that the run's learning-rate
-schedule ends when the time does. Writes `<out>/model.safetensors` + `config.json` (the EMA
-tokenizer), `metrics.jsonl`, and `<out>/summary.json`.
+schedule ends when the time does. Writes `<out>/model.safetensors` + `config.json`, `metrics.jsonl`,
+`<out>/summary.json` and, for the decoder and transformer stages, `<out>/<stage>.safetensors`: the
+tensors the stage trained.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from common import TINY_TOKENIZER
 from magvit_cli.checkpoint import load_model, save_model
 from magvit_cli.errors import Interrupted
 from magvit_cli.model import Magvit, ModelConfig
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 
@@ -90,10 +97,19 @@ class PackedClips(Dataset):
         return video, self.labels[index]
 
 
-def stage_config(stage: str, base: Path, batch: int, workers: int, tiny: bool) -> tuple[train.TokenizerTrainConfig, Path | None]:
+TASKS = ("frame_prediction", "frame_interpolation", "outpainting_c", "outpainting_v", "outpainting_h",
+         "outpainting_dv", "inpainting_c", "inpainting_dv", "full_generation", "frame_prediction_c")
+TASK_WEIGHTS = (1, 1, 1, 1, 1, 1, 3, 3, 1, 1)  # weights/recipe/train.sh: inpainting 3x
+
+
+def stage_config(stage: str, base: Path | None, batch: int, workers: int, tiny: bool):
     """The run's settings and the model folder it starts from (None: from scratch)."""
-    common = dict(num_frames=16, resolution=(64, 64), batch_size=batch, adversarial_weight=0.0, r1_weight=0.0,
-                  beta1=0.9, num_workers=workers, log_every=25, save_every=0, preview_every=0)
+    common = dict(batch_size=batch, num_workers=workers, log_every=25, save_every=0, preview_every=0)
+    if stage == "transformer":  # on the tokens of the model folder `base`
+        config = train.preset("transformer", "tiny" if tiny else "small")
+        return dataclasses.replace(config, tasks=TASKS, task_weights=TASK_WEIGHTS, lr=1e-3, warmup_steps=100,
+                                   **common), base
+    common |= dict(num_frames=16, resolution=(64, 64), adversarial_weight=0.0, r1_weight=0.0, beta1=0.9)
     if tiny:  # the dry run: a tiny tokenizer, and a decoder stage that starts from a random one
         tokenizer = TINY_TOKENIZER
         if stage == "decoder":
@@ -104,18 +120,26 @@ def stage_config(stage: str, base: Path, batch: int, workers: int, tiny: bool) -
                                           ema_decay=0.99, **common), base
     if not tiny:
         tokenizer = dataclasses.replace(train.preset("tokenizer", "small").tokenizer, codebook_size=1024)
-    return train.TokenizerTrainConfig(tokenizer=tokenizer, lr=1e-3, warmup_steps=100, ema_decay=0.995,
-                                      **common), None
+    # From scratch, or on from an earlier run of this stage (`base`) at half the learning rate.
+    return train.TokenizerTrainConfig(tokenizer=tokenizer, lr=5e-4 if base else 1e-3, warmup_steps=100,
+                                      ema_decay=0.995, **common), base
+
+
+def train_stage(stage: str, config, dataset: Dataset, out: Path, device, init: Path | None) -> dict:
+    if stage == "transformer":
+        return train.train_transformer(config, dataset, init, out, quiet=True, device=device)
+    return train.train_tokenizer(config, dataset, out, quiet=True, device=device, init=init)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["decoder", "grid16"])
+    parser.add_argument("stage", choices=["decoder", "grid16", "transformer"])
     parser.add_argument("--bundle", type=Path, default=Path(".gpu_bundle"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seconds", type=float, required=True, help="training time, calibration included")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--base", type=Path, help="model folder the decoder stage starts from (default: bundled)")
+    parser.add_argument("--base", type=Path, help="model folder to start from: the decoder stage's (default: the "
+                        "bundled model), grid16's earlier run, the transformer stage's tokenizer (required)")
     parser.add_argument("--limit", type=int, help="use at most this many clips (a dry run)")
     parser.add_argument("--tiny", action="store_true", help="a tiny tokenizer (a dry run on a CPU)")
     parser.add_argument("--calibration-steps", type=int, default=20, help="steps timed to size the run")
@@ -125,8 +149,11 @@ def main() -> None:
 
     started = time.perf_counter()
     device = None if args.device == "auto" else args.device
-    base = args.base or (args.out.with_name(args.out.name + ".base") if args.tiny else
-                         Path(__file__).resolve().parent.parent / "weights")
+    base = args.base
+    if args.stage == "decoder" and base is None:
+        base = args.out.with_name(args.out.name + ".base") if args.tiny else REPO / "weights"
+    if args.stage == "transformer" and base is None:
+        parser.error("the transformer stage trains on the tokens of --base (a model folder)")
     dataset = PackedClips(args.bundle, args.limit)
     if args.workers and shutil.disk_usage("/dev/shm").free < 4 * 2**30:
         args.workers = 0  # the workers pass batches through shared memory
@@ -137,10 +164,10 @@ def main() -> None:
     calibration = args.out.with_name(args.out.name + ".calibration")
     shutil.rmtree(calibration, ignore_errors=True)
     probe = dataclasses.replace(config, steps=args.calibration_steps, warmup_steps=1)
-    train.train_tokenizer(dataclasses.replace(probe, steps=2), dataset, calibration, quiet=True, device=device,
-                          init=init)  # warm-up: CUDA context, cuDNN autotuning
-    shutil.rmtree(calibration)
-    first = train.train_tokenizer(probe, dataset, calibration, quiet=True, device=device, init=init)
+    if args.device != "cpu" and torch.cuda.is_available():  # warm-up: CUDA context, cuDNN autotuning
+        train_stage(args.stage, dataclasses.replace(probe, steps=2), dataset, calibration, device, init)
+        shutil.rmtree(calibration)
+    first = train_stage(args.stage, probe, dataset, calibration, device, init)
     per_step = first["seconds"] / args.calibration_steps  # an upper bound: includes a save and two evaluations
     shutil.rmtree(calibration)
     left = args.seconds - (time.perf_counter() - started) - 10  # the final save and evaluation
@@ -149,19 +176,19 @@ def main() -> None:
           flush=True)
 
     try:
-        summary = train.train_tokenizer(dataclasses.replace(config, steps=steps), dataset, args.out, quiet=True,
-                                        device=device, init=init)
+        summary = train_stage(args.stage, dataclasses.replace(config, steps=steps), dataset, args.out, device, init)
     except Interrupted:  # stopped at the session's time limit: the checkpoint it saved is kept
-        summary = {"interrupted": True, "psnr_start": float("nan"), "psnr_end": float("nan")}
+        summary = {"interrupted": True}
     summary.update(stage=args.stage, batch=args.batch, seconds_per_step=per_step,
                    base=str(init) if init else None, config=dataclasses.asdict(config) | {"steps": steps})
-    if args.stage == "decoder":  # what changed, small enough to come back from the GPU machine
+    changed = {"decoder": "tokenizer.decoder.", "transformer": "transformer."}.get(args.stage)
+    if changed:  # what this stage trained, small enough to come back from the GPU machine (16 MiB a file)
         weights = load_file(args.out / "model.safetensors")
-        save_file({k: v for k, v in weights.items() if k.startswith("tokenizer.decoder.")},
-                  args.out / "decoder.safetensors")
+        save_file({k: v for k, v in weights.items() if k.startswith(changed)}, args.out / f"{args.stage}.safetensors")
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    print(f"{args.stage}: {steps} steps, PSNR on 4 training clips {summary['psnr_start']:.2f} -> "
-          f"{summary['psnr_end']:.2f} dB, {time.perf_counter() - started:.0f} s", flush=True)
+    measured = {k: round(summary[k], 3) for k in ("psnr_start", "psnr_end", "eval_loss_start", "eval_loss_end")
+                if isinstance(summary.get(k), float)}
+    print(f"{args.stage}: {steps} steps, {measured}, {time.perf_counter() - started:.0f} s", flush=True)
 
 
 if __name__ == "__main__":
