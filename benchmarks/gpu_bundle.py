@@ -10,8 +10,8 @@ git) holds:
   * `reference.tar.gz`: the official parity fixtures (../shared/reference/tiny, 9 MiB packed),
     which do not travel by themselves because they live beside the checkout, not in it;
   * `train.mp4` + `train.json`: the training clips of `prepare_data.py`, 16 frames each, tiled
-    8 x 8 into 512 x 512 sheets of one H.264 4:4:4 video (CRF 20: about 35 dB, 3 KB a clip,
-    against 19 KB for the clips' own near-lossless files). The GPU machine has no PyAV (its
+    8 x 8 into 512 x 512 sheets of one H.264 4:4:4 video (CRF 22: about 34 dB, under 3 KB a
+    clip, against 19 KB for the clips' own near-lossless files). The GPU machine has no PyAV (its
     36 MB wheel does not fit beside the model); `gpu_train.py` decodes this file with OpenCV;
   * `wheels/`: Python packages the GPU image lacks (--wheel; none are needed today: the
     package runs without PyAV as long as it reads and writes no video files).
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("/work/data/train"), help="training clips (prepare_data.py)")
     parser.add_argument("--reference", type=Path, default=REPO.parent / "shared" / "reference" / "tiny")
     parser.add_argument("--out", type=Path, default=BUNDLE, help="bundle folder (replaced)")
-    parser.add_argument("--crf", type=int, default=20, help="H.264 quality of the packed clips (lower: larger)")
+    parser.add_argument("--crf", type=int, default=22, help="H.264 quality of the packed clips (lower: larger)")
     parser.add_argument("--limit", type=int, help="pack at most this many clips, evenly spread")
     parser.add_argument("--wheel", action="append", default=[], help="also bring this package (NAME==VERSION) "
                         "as a wheel for the GPU image's Python 3.12")

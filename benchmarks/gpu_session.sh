@@ -9,7 +9,8 @@
 # RESULTS_DIR (default $OUT, else runs/gpu_session) receives, and keeps up to date after every
 # step, at most 8 files: session.log, results.tar (steps.jsonl, env, checks, benchmark JSON,
 # training summaries and metrics) and the trained weights (decoder.safetensors: the bundled
-# model's decoder trained on; grid16_model.safetensors: a 4x16x16 tokenizer; transformer.safetensors).
+# model's decoder trained on; grid16_model.safetensors: a 4x16x16 tokenizer; transformer.safetensors:
+# the transformer trained on its tokens).
 # BUDGET (seconds, default 570) bounds the whole session; each step gets a time limit and is
 # skipped when the time is gone. ONLY, TRAIN_STAGES and GRID16_BASE: see below.
 set -uo pipefail
@@ -17,11 +18,12 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 RESULTS_DIR=${1:-${OUT:-$REPO/runs/gpu_session}}
 BUNDLE=${BUNDLE:-$REPO/.gpu_bundle}
-BUDGET=${BUDGET:-570}
 DRY_RUN=${DRY_RUN:-0}
+BUDGET=${BUDGET:-$([[ "$DRY_RUN" == 1 ]] && echo 3600 || echo 570)}
+SLACK=$([[ "$DRY_RUN" == 1 ]] && echo 6 || echo 1)  # a dry run checks what runs, not how fast: a busy CPU is slow
 ONLY=${ONLY:-}  # run only these steps (names as in steps.jsonl), e.g. to redo what failed
-TRAIN_STAGES=${TRAIN_STAGES:-decoder grid16}
-GRID16_BASE=${GRID16_BASE:-}
+TRAIN_STAGES=${TRAIN_STAGES:-grid16 transformer}
+GRID16_BASE=${GRID16_BASE-$REPO/weights/recipe/grid16}  # the 4x16x16 tokenizer to continue ("": from scratch)
 PYTHON=${PYTHON:-python3}
 WORK=$(mktemp -d)
 RESULTS=$WORK/results
@@ -38,7 +40,7 @@ save() {  # results.tar replaced whole, so a session cut off at any moment leave
 }
 
 step() {  # step NAME SECONDS COMMAND...: run under a time limit, record its exit status, save
-    local name=$1 limit=$2 cap rc t0
+    local name=$1 limit=$(( $2 * SLACK )) cap rc t0
     shift 2
     cap=$(left)
     (( limit > cap )) && limit=$cap
@@ -122,10 +124,11 @@ step decode-compiled 35 $PYTHON benchmarks/decode_speed.py --device $DEVICE --si
 step tokenizer-compiled 50 $PYTHON benchmarks/tokenizer_speed.py --device $DEVICE --preset $TOK \
     --batch $TOK_BATCH --compile --out "$RESULTS/tokenizer_speed-compiled.json"
 
-# 5. Training, with the time left shared equally between TRAIN_STAGES (default: the bundled
-# model's decoder, releasable with the bundled transformer, then a 4x16x16 tokenizer from scratch,
-# or on from GRID16_BASE; "transformer" trains on that tokenizer's tokens). What each stage trained
-# goes next to results.tar (the size cap is per file); 25 s of each step's limit are for its last save.
+# 5. Training, with the time left shared equally between TRAIN_STAGES: "grid16", the 4x16x16
+# tokenizer of the next default model, on from GRID16_BASE (or from scratch); "transformer", the
+# small transformer on that tokenizer's tokens; "decoder", the bundled model's decoder alone (same
+# tokens, so it can be released with the bundled transformer). What each stage trained goes next
+# to results.tar (the size cap is per file); 25 s of each step's limit are for its last save.
 if [[ -f "$BUNDLE/train.json" ]]; then
     stages=($TRAIN_STAGES)
     for i in "${!stages[@]}"; do
@@ -133,7 +136,7 @@ if [[ -f "$BUNDLE/train.json" ]]; then
         share=$(( ($(left) - 25 * (${#stages[@]} - i)) / (${#stages[@]} - i) ))
         [[ "$DRY_RUN" == 1 ]] && share=15
         base=()
-        [[ $stage == grid16 && -n "$GRID16_BASE" ]] && base=(--base "$GRID16_BASE")
+        [[ $stage == grid16 && -n "$GRID16_BASE" && "$DRY_RUN" != 1 ]] && base=(--base "$GRID16_BASE")
         [[ $stage == transformer ]] && base=(--base "$([[ -d "$WORK/grid16" ]] && echo "$WORK/grid16" || echo "$GRID16_BASE")")
         step "train-$stage" $((share + 25)) $PYTHON benchmarks/gpu_train.py "$stage" --bundle "$BUNDLE" \
             --device $DEVICE --out "$WORK/$stage" --seconds $share "${TRAIN[@]}" "${base[@]}"

@@ -407,6 +407,25 @@ def test_init_starts_from_a_model_and_checks_it_matches(videos, tokenizer_dir, t
                                 init=tmp_path / "first")
 
 
+def test_decoder_only_fine_tune_keeps_the_tokens(videos, tokenizer_dir, tmp_path):
+    """--init copies a model's tokenizer; decoder_only trains the decoder alone, so every clip
+    gets the same tokens as before and a transformer trained on them still fits."""
+    config = tokenizer_config("steps=3", "decoder_only=true", "ema_decay=0")
+    summary = train.train_tokenizer(config, videos, tmp_path / "tuned", quiet=True, init=tokenizer_dir)
+    base, tuned = load_model(tokenizer_dir), load_model(tmp_path / "tuned")
+    clips = torch.rand(2, 3, 4, 16, 16)
+    assert torch.equal(base.encode(clips), tuned.encode(clips))
+    before, after = base.tokenizer.state_dict(), tuned.tokenizer.state_dict()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all(name.startswith("decoder.") for name in changed)
+    assert summary["psnr_start"] == pytest.approx(train.train_tokenizer(
+        tokenizer_config("steps=1"), videos, tmp_path / "again", quiet=True, init=tokenizer_dir)["psnr_start"])
+
+    with pytest.raises(UsageError, match="cannot start from .*tokenizer shape"):
+        train.train_tokenizer(tokenizer_config("steps=1", "tokenizer.codebook_size=64"), videos,
+                              tmp_path / "other", quiet=True, init=tokenizer_dir)
+
+
 def test_class_conditional_tasks_need_labels(tokenizer_dir, tmp_path):
     flat = tmp_path / "flat"
     make_folder(flat, count=2, classes=("",))

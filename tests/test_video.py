@@ -639,3 +639,15 @@ def test_batch_keep_going_collects_failures(batch_folder, tmp_path):
     assert f"interpolate {folder}/c.mp4 --factor 3 --quiet --json --seed 7 --output {output}" in lines
     assert result.stdout.count('{"output": "done"}') == 3
     assert "1 of 4 failed" in result.stderr and "b_bad.mp4 (exit 3)" in result.stderr
+
+
+def test_a_missing_video_library_is_one_clear_error():
+    """PyAV is imported on first use: without it the model still runs, and reading or writing
+    a video file raises UnsupportedError (exit code 5) naming the package to install."""
+    from magvit_cli.errors import UnsupportedError
+    from magvit_cli.video import _lazy_import
+
+    missing = _lazy_import("magvit_no_such_video_library")
+    with pytest.raises(UnsupportedError, match="needs magvit_no_such_video_library, which is not installed"):
+        missing.open("clip.mp4")
+    assert _lazy_import("av").open is av.open
