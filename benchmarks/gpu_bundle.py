@@ -10,8 +10,8 @@ git) holds:
   * `reference.tar.gz`: the official parity fixtures (../shared/reference/tiny, 9 MiB packed),
     which do not travel by themselves because they live beside the checkout, not in it;
   * `train.mp4` + `train.json`: the training clips of `prepare_data.py`, 16 frames each, tiled
-    8 x 8 into 512 x 512 sheets of one H.264 4:4:4 video (CRF 22: about 34 dB, under 3 KB a
-    clip, against 19 KB for the clips' own near-lossless files). The GPU machine has no PyAV (its
+    8 x 8 into 512 x 512 sheets of one H.264 4:4:4 video (CRF 22: about 33 dB, 2.6 KB a clip,
+    against 19 KB for the clips' own near-lossless files). The GPU machine has no PyAV (its
     36 MB wheel does not fit beside the model); `gpu_train.py` decodes this file with OpenCV;
   * `wheels/`: Python packages the GPU image lacks (--wheel; none are needed today: the
     package runs without PyAV as long as it reads and writes no video files).
@@ -36,9 +36,12 @@ CLIP = (16, 64, 64)  # frames, height, width of a packed clip
 GRID = 8  # clips per sheet side
 
 
-def tracked_mib() -> float:
-    """Size of what always travels: the files git tracks."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+def tracked_mib() -> float | None:
+    """Size of what always travels: the files git tracks (None outside a git checkout)."""
+    try:
+        files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
     return sum((REPO / f).stat().st_size for f in files.decode().split("\0") if f and (REPO / f).is_file()) / 2**20
 
 
@@ -119,7 +122,11 @@ def main() -> None:
                         "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
                         "-d", str(bundle / "wheels"), *args.wheel], check=True)
     size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file()) / 2**20
-    total = size + tracked_mib()
+    tracked = tracked_mib()
+    if tracked is None:
+        print(f"bundle {size:.1f} MiB (not a git checkout: what else travels is unknown)")
+        return
+    total = size + tracked
     print(f"bundle {size:.1f} MiB; with the tracked files {total:.1f} MiB of the {TRAVEL_LIMIT_MIB} MiB that travel")
     if total > TRAVEL_LIMIT_MIB - 1:
         raise SystemExit("too large to travel: pack fewer clips (--limit) or at a higher --crf")
