@@ -5,14 +5,26 @@
     new = model.predict(video, frames=11)      # video: float tensor [B, 3, T, H, W] in [0, 1]
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
-from .checkpoint import load_model, save_model  # noqa: E402
-from .model import DecodeOptions, Magvit, ModelConfig  # noqa: E402
+# The API is imported on first use (PEP 562), so that `magvit --help` and the command line's
+# own errors come back without loading PyTorch.
+_EXPORTS = {"load_model": "checkpoint", "save_model": "checkpoint", "DecodeOptions": "model", "Magvit": "model",
+            "ModelConfig": "model"}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_tokenizer(name_or_path=None, device=None):
     """Load only the tokenizer stage of a model (the transformer, if any, is dropped)."""
+    from .checkpoint import load_model
+
     return load_model(name_or_path, device=device).tokenizer
 
 
