@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prepared call on a lent GPU machine: record the machine, check the CUDA path, measure
-# speed, train the tokenizer with the minutes left, and write every result as it is made.
+# speed, train the next default model with the minutes left, and write every result as it is made.
 #
 #   python benchmarks/gpu_bundle.py                         # here, once: fixtures + training clips
 #   bash benchmarks/gpu_session.sh [RESULTS_DIR]            # there (the device tool: carry .gpu_bundle)
@@ -42,14 +42,14 @@ save() {  # results.tar replaced whole, so a session cut off at any moment leave
 step() {  # step NAME SECONDS COMMAND...: run under a time limit, record its exit status, save
     local name=$1 limit=$(( $2 * SLACK )) cap rc t0
     shift 2
+    if [[ -n "$ONLY" && " $ONLY " != *" $name "* ]]; then
+        return
+    fi
     cap=$(left)
     (( limit > cap )) && limit=$cap
     if (( limit < 10 )); then
         echo "== $name: skipped, out of time"
         echo "{\"step\": \"$name\", \"status\": \"skipped\"}" >>"$RESULTS/steps.jsonl"
-        return
-    fi
-    if [[ -n "$ONLY" && " $ONLY " != *" $name "* ]]; then
         return
     fi
     echo "== $name (at most ${limit} s; $(left) s left)"
@@ -64,7 +64,7 @@ step() {  # step NAME SECONDS COMMAND...: run under a time limit, record its exi
 if [[ "$DRY_RUN" == 1 ]]; then
     DEVICE=cpu; TF_SIZE=tiny; TF_BATCH="1"; TOK=tiny; TOK_BATCH=1; TASK=tiny; TASK_BATCH="1 2"
     DTYPES="float32"; CHECKS=(--clips 1 --steps 1)
-    TRAIN=(--tiny --batch 2 --limit 8 --workers 0 --calibration-steps 2); DECODER_S=15; GRID_S=15
+    TRAIN=(--tiny --batch 2 --limit 8 --workers 0 --calibration-steps 2)
     export COMPILE_BACKEND=eager  # traced, no code generated: seconds, not minutes
 else
     DEVICE=cuda; TF_SIZE=b; TF_BATCH="1 8 32"; TOK=ucf-b; TOK_BATCH=8; TASK=ucf; TASK_BATCH="1 16 64"
