@@ -152,3 +152,32 @@ def test_bad_settings_are_usage_errors(model):
 def test_bfloat16_decoding_runs(model):
     out = run(model, torch.zeros(1, N, dtype=torch.bool), dtype="bf16")
     assert out.dtype == torch.long and out.shape == (1, N)
+
+
+class Peaked(Transformer):
+    """Fixed logits: positions in `sure` put all mass on code 5, every other position is
+    flat over the codes; records the canvases it is shown."""
+
+    def __init__(self, config, sure):
+        super().__init__(config)
+        self.sure, self.calls = sure, []
+
+    def forward(self, tokens):
+        self.calls.append(tokens.clone())
+        logits = torch.zeros(*tokens.shape, CONFIG.codebook_size)
+        logits[:, CONFIG.num_prefix + self.sure, 5] = 50.0
+        return logits
+
+
+def test_the_most_confident_samples_are_kept_and_the_least_confident_remasked():
+    """Guards against a flipped confidence sign (keeping the least confident samples)."""
+    # Two cosine steps on N = 128: floor(128 * cos(pi / 4)) = 90 re-masked after step 1, 38 kept.
+    sure = torch.arange(0, 2 * 38, 2)  # 38 scattered positions with a near-certain code
+    model = Peaked(CONFIG, sure)
+    out = decode(model, prefix_tokens(CONFIG, "outpainting_c"), torch.zeros(1, N, dtype=torch.long),
+                 torch.zeros(1, N, dtype=torch.bool), steps=2, choice_temperature=0.0, dtype="float32",
+                 generator=torch.Generator().manual_seed(0))
+    second = model.calls[1][0, CONFIG.num_prefix:]
+    kept = (second != MASK).nonzero()[:, 0]
+    assert kept.tolist() == sure.tolist(), f"kept {kept.tolist()}"
+    assert (second[sure] == 5).all() and (out[0, sure] == 5).all()

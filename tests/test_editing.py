@@ -427,3 +427,73 @@ def test_memory_does_not_grow_with_the_video_length(tiny_model_dir, tmp_path):
              for name in ("short", "long")}
     assert vio.probe(tmp_path / "long.out.avi").num_frames == 112
     assert peaks["long"] - peaks["short"] < 20 * 2 ** 20, peaks
+
+
+# ---------------------------------------------------------------------------- compositing with a stubbed model
+
+
+def png_folder(path, frames, fps=24):
+    vio.write_video(path, iter(frames), fps)
+    return path
+
+
+def test_seamless_removes_a_colour_cast_of_the_model_at_the_hole_border(model, tmp_path, monkeypatch):
+    """Guards against ClipJob.run skipping seamless(): a model output with a colour cast must not leave a step."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(20, 180, (16, 32, 32, 3), dtype=np.uint8)  # at the model's size: a 1:1 view
+    folder = png_folder(tmp_path / "in", frames)
+    cast = torch.tensor([0.2, -0.06, 0.1]).view(1, 3, 1, 1, 1)
+    monkeypatch.setattr(Magvit, "run_task", lambda self, task, video, **kwargs: video + cast)  # perfect, but tinted
+    editing.inpaint_video(model, folder, tmp_path / "out", "12,12,8,8", options=FAST)  # cells 3-4 of 4 px
+    out = read_png(tmp_path / "out").astype(int)
+    source = frames.astype(int)
+    # Across the hole's left and right borders (x 11|12 and 19|20), the output steps as the input does.
+    for inside, outside in ((12, 11), (19, 20)):
+        step = (out[:, 12:20, inside] - out[:, 12:20, outside]) - (source[:, 12:20, inside] - source[:, 12:20, outside])
+        jump = int(np.abs(step).max())
+        assert jump <= 1, f"a step of {jump} levels at x = {inside}|{outside}"
+    error = int(np.abs(out - source).max())
+    assert error <= 1, f"off by {error} levels"  # the cast is gone everywhere, hole and feathered band included
+
+
+def test_every_hole_pixel_is_the_models_output(model, tmp_path, monkeypatch):
+    """Guards against InpaintJob.layer losing alpha = max(alpha, hole): the hole must be fully replaced."""
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 40, (16, 96, 96, 3), dtype=np.uint8)  # dark noise, far from the fill colour
+    folder = png_folder(tmp_path / "in", frames)
+    fill = (torch.tensor([51, 153, 229]) / 255).view(1, 3, 1, 1, 1)
+    monkeypatch.setattr(Magvit, "run_task", lambda self, task, video, **kwargs: fill.expand_as(video))
+    monkeypatch.setattr(editing, "seamless", lambda output, video, keep: output)  # the fill as the model made it
+    # A 24 px box around (48, 48) is seen at 1.5 canvas px per model px (view x = y = 24, 48 px wide):
+    # canvas 36..59 are model pixels 8..23, exactly the cells 2-5, so the snapped hole is the box itself,
+    # and the bilinear alpha of its outer ring reads the feathered band (< 1).
+    result = editing.inpaint_video(model, folder, tmp_path / "out", "36,36,24,24", options=FAST)
+    assert result["mask"]["windows"][0]["hole_box"] == [36, 36, 24, 24]
+    assert result["mask"]["windows"][0]["view"]["scale"] == 1.5
+    out = read_png(tmp_path / "out")
+    hole = out[:, 36:60, 36:60].reshape(-1, 3)
+    wrong = (hole != [51, 153, 229]).any(-1)
+    assert int(wrong.sum()) == 0, f"{wrong.sum()} hole pixels are not the model's, e.g. {hole[wrong][:3].tolist()}"
+
+
+@pytest.mark.parametrize("factor, positions", [
+    (4, [4, 8, 11]),  # 15 * (1/4, 2/4, 3/4) = 3.75, 7.5, 11.25: rounded (7.5 half to even)
+    (6, [2, 5, 8, 10, 12]),  # 15 * k/6 = 2.5, 5, 7.5, 10, 12.5
+])
+def test_interpolated_frames_come_from_the_nearest_model_frame(model, tmp_path, monkeypatch, factor, positions):
+    """Guards against truncating (int) instead of rounding the model frame an output frame is taken from."""
+    frames = np.stack([np.full((32, 32, 3), v, np.uint8) for v in (250, 251, 252)])
+    folder = png_folder(tmp_path / "in", frames)
+
+    def interpolate(self, first, last, **kwargs):  # model frame p is grey level 10 * p
+        T = self.config.num_frames
+        grey = (10 * torch.arange(T) / 255).view(1, 1, T, 1, 1)
+        return grey.expand(first.shape[0], 3, T, 32, 32).clone()
+
+    monkeypatch.setattr(Magvit, "interpolate", interpolate)
+    editing.interpolate_video(model, folder, tmp_path / "out", factor=factor, options=FAST)
+    out = read_png(tmp_path / "out")[..., 0]
+    assert (out == out[:, :1, :1]).all()
+    levels = out[:, 0, 0].tolist()
+    made_up = [10 * p for p in positions]
+    assert levels == [250, *made_up, 251, *made_up, 252], f"model frames {levels}"

@@ -271,3 +271,32 @@ def test_config_validation(change, message):
 def test_from_dict_rejects_non_object():
     with pytest.raises(ModelError):
         TokenizerConfig.from_dict([64])
+
+
+def test_commitment_loss_trains_the_encoder_and_codebook_loss_trains_the_codebook():
+    """Guards against the stop-gradient on the wrong side of the commitment (or codebook) loss."""
+    torch.manual_seed(0)
+    model = VQTokenizer(small_config())
+    video = torch.rand(1, 3, 4, 16, 16)
+    with torch.no_grad():
+        z = model.encode_latents(video)
+        q = model.quantizer.codebook[model.encode(video)].movedim(-1, 1)
+    # d/d(bias_c) of 0.25 * mean((z - sg(q))^2) = 0.25 * 2 * sum over channel c of (z - q) / numel
+    expected_bias_grad = 0.5 * (z - q).sum(dim=(0, 2, 3, 4)) / z.numel()
+
+    _, losses = model(video)
+    losses["commitment"].backward()
+    reached = model.quantizer.codebook.grad is not None
+    assert not reached, "the commitment loss reached the codebook"
+    torch.testing.assert_close(model.encoder.conv_out.bias.grad, expected_bias_grad, atol=1e-6, rtol=1e-4)
+
+    model.zero_grad(set_to_none=True)
+    _, losses = model(video)
+    losses["codebook"].backward()
+    reached = model.encoder.conv_out.bias.grad is not None
+    assert not reached, "the codebook loss reached the encoder"
+    expected_code_grad = torch.zeros_like(model.quantizer.codebook)  # 2 * (c_k - z) / numel, summed per code
+    codes = model.encode(video).flatten()
+    flat = z.movedim(1, -1).reshape(-1, z.shape[1])
+    expected_code_grad.index_add_(0, codes, 2.0 * (model.quantizer.codebook.detach()[codes] - flat) / z.numel())
+    torch.testing.assert_close(model.quantizer.codebook.grad, expected_code_grad, atol=1e-6, rtol=1e-4)

@@ -505,6 +505,31 @@ def test_variable_frame_rate_is_reported(tmp_path):
     assert not probe(EXAMPLES / "bikes.mp4").variable_frame_rate
 
 
+def test_variable_frame_rate_is_the_average_rate_not_the_timestamp_base(tmp_path):
+    """Guards against probing a VFR clip at its base (r_frame_rate) instead of its average rate."""
+    gaps = [30, 70, 45] * 8  # ms each frame lasts: 24 frames in 1160 ms, timestamps on a 5 ms grid
+    starts = np.concatenate([[0], np.cumsum(gaps)[:-1]]).tolist()
+    lasts = dict(zip(starts, gaps))
+    path = tmp_path / "vfr.mp4"
+    with av.open(str(path), "w") as container:  # MPEG-4 Part 2: no B-frames, packets in display order
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 1000)
+        frames = [av.VideoFrame.from_ndarray(rgb, format="rgb24") for rgb in moving_frames(len(gaps))]
+        for frame, pts in zip([*frames, None], [*starts, None]):
+            if frame is not None:
+                frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                packet.duration = lasts[packet.pts]  # ms: the last frame's length is stated, not guessed
+                container.mux(packet)
+    with av.open(str(path)) as container:  # the file really is variable-rate: 200 fps base, not the average
+        assert container.streams.video[0].base_rate == 200
+    info = probe(path)
+    assert info.fps == Fraction(24 * 1000, 1160) == Fraction(600, 29), f"fps {info.fps}"
+    assert info.num_frames == 24 and info.duration == pytest.approx(1.16, abs=1e-9)
+    assert info.variable_frame_rate
+
+
 # ----------------------------------------------------------------------------- bad inputs
 
 
