@@ -1,14 +1,12 @@
 """Make the bundle that `gpu_session.sh` takes to a GPU machine, on any CPU machine.
 
-    python benchmarks/gpu_bundle.py [--data /work/data/train] [--reference ../shared/reference/tiny]
+    python benchmarks/gpu_bundle.py [--data /work/data/train]
     # then, for the device tool: run(command="bash benchmarks/gpu_session.sh", carry=[".gpu_bundle"])
 
 The GPU machine is fresh (PyTorch, no package registry) and everything sent with the repository
-must fit in 64 MiB, the bundled model's 31 MiB included. The bundle (`.gpu_bundle/`, ignored by
-git) holds:
+must fit in 64 MiB, the tracked files' 47 MiB included (the bundled model, the parity fixtures
+of tests/fixtures, weights/recipe/grid16). The bundle (`.gpu_bundle/`, ignored by git) holds:
 
-  * `reference.tar.gz`: the official parity fixtures (../shared/reference/tiny, 9 MiB packed),
-    which do not travel by themselves because they live beside the checkout, not in it;
   * `train.mp4` + `train.json`: the training clips of `prepare_data.py`, 16 frames each, tiled
     8 x 8 into 512 x 512 sheets of one H.264 4:4:4 video (CRF 22: about 33 dB, 2.6 KB a clip,
     against 19 KB for the clips' own near-lossless files). The GPU machine has no PyAV (its
@@ -24,7 +22,6 @@ import json
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +40,6 @@ def tracked_mib() -> float | None:
     except (OSError, subprocess.CalledProcessError):
         return None
     return sum((REPO / f).stat().st_size for f in files.decode().split("\0") if f and (REPO / f).is_file()) / 2**20
-
-
-def pack_reference(reference: Path, out: Path) -> None:
-    with tarfile.open(out, "w:gz") as tar:
-        tar.add(reference, arcname="reference")
 
 
 def read_clip(path: Path) -> np.ndarray:
@@ -96,7 +88,6 @@ def pack_clips(data: Path, out: Path, crf: int, limit: int | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("/work/data/train"), help="training clips (prepare_data.py)")
-    parser.add_argument("--reference", type=Path, default=REPO.parent / "shared" / "reference" / "tiny")
     parser.add_argument("--out", type=Path, default=BUNDLE, help="bundle folder (replaced)")
     parser.add_argument("--crf", type=int, default=22, help="H.264 quality of the packed clips (lower: larger)")
     parser.add_argument("--limit", type=int, help="pack at most this many clips, evenly spread")
@@ -107,10 +98,6 @@ def main() -> None:
     bundle = args.out
     shutil.rmtree(bundle, ignore_errors=True)
     bundle.mkdir(parents=True)
-    if (args.reference / "config.json").is_file():
-        pack_reference(args.reference, bundle / "reference.tar.gz")
-    else:
-        print(f"no parity fixtures at {args.reference}: the session will skip the parity tests")
     if args.data.is_dir():
         index = pack_clips(args.data, bundle / "train.mp4", args.crf, args.limit)
         (bundle / "train.json").write_text(json.dumps(index) + "\n")

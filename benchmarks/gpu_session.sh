@@ -2,7 +2,7 @@
 # One prepared call on a lent GPU machine: record the machine, check the CUDA path, measure
 # speed, train the next default model with the minutes left, and write every result as it is made.
 #
-#   python benchmarks/gpu_bundle.py                         # here, once: fixtures + training clips
+#   python benchmarks/gpu_bundle.py                         # here, once: the training clips
 #   bash benchmarks/gpu_session.sh [RESULTS_DIR]            # there (the device tool: carry .gpu_bundle)
 #   DRY_RUN=1 bash benchmarks/gpu_session.sh /tmp/dry       # the same steps with tiny settings, on a CPU
 #
@@ -80,18 +80,12 @@ nvidia-smi 2>/dev/null || echo "nvidia-smi: not available"
 step env 60 $PYTHON benchmarks/gpu_checks.py env --out "$RESULTS/env.json"
 
 # 2. Correctness on this device: official parity (float32, TF32 off), bf16 decoding, seeds, OOM.
-if [[ -f "$BUNDLE/reference.tar.gz" ]]; then
-    tar -C "$WORK" -xzf "$BUNDLE/reference.tar.gz"
-    # Only the files that hold parity tests: the others need PyAV, which this machine lacks.
-    parity_files=$(grep -l "reference_dir" tests/test_*.py | tr '\n' ' ')
-    parity_args=()
-    [[ "$DRY_RUN" == 1 ]] && parity_args=(-k "tokenizer and not g_params")
-    step parity 120 env MAGVIT_TEST_DEVICE=$DEVICE MAGVIT_REFERENCE="$WORK/reference" \
-        $PYTHON -m pytest -q -p no:cacheprovider -m parity "${parity_args[@]}" --junitxml="$RESULTS/parity.xml" \
-        $parity_files
-else
-    echo "== parity: skipped, no fixtures in $BUNDLE"
-fi
+# Only the files that hold parity tests: the others need PyAV, which this machine lacks.
+parity_files=$(grep -l "reference_dir" tests/test_*.py | tr '\n' ' ')
+parity_args=()
+[[ "$DRY_RUN" == 1 ]] && parity_args=(-k "tokenizer and not g_params")
+step parity 120 env MAGVIT_TEST_DEVICE=$DEVICE $PYTHON -m pytest -q -p no:cacheprovider -m parity "${parity_args[@]}" \
+    --junitxml="$RESULTS/parity.xml" $parity_files
 step decoding 90 $PYTHON benchmarks/gpu_checks.py decoding --device $DEVICE --bundle "$BUNDLE" "${CHECKS[@]}" \
     --out "$RESULTS/decoding.json"
 step oom 90 $PYTHON benchmarks/gpu_checks.py oom --out "$RESULTS/oom.json"

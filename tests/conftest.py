@@ -8,13 +8,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """The official fixtures: MAGVIT_REFERENCE, else ../shared/reference/tiny."""
+    """The official fixtures: tests/fixtures/official-tiny (see its README), or MAGVIT_REFERENCE
+    (e.g. the full set they were cut from, ../shared/reference/tiny in the development workspace)."""
     chosen = os.environ.get("MAGVIT_REFERENCE")
-    path = Path(chosen) if chosen else REPO.parent / "shared" / "reference" / "tiny"
+    path = Path(chosen) if chosen else REPO / "tests" / "fixtures" / "official-tiny"
     if not path.is_dir():
-        if os.environ.get("CI") or chosen:  # asked for explicitly: a skip would hide the mistake
-            pytest.fail(f"reference fixtures missing at {path}", pytrace=False)
-        pytest.skip(f"reference fixtures ({path}) not available")
+        pytest.fail(f"reference fixtures missing at {path}", pytrace=False)
     return path
 
 

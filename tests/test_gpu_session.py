@@ -25,8 +25,6 @@ def test_gpu_session_dry_run(tmp_path):
         frames = np.stack([np.roll(base[0], t, axis=1) for t in range(20)]).astype(np.uint8)
         write_clip(tmp_path / "train" / label / f"clip{i}.mp4", frames)
     bundle = tmp_path / "bundle"
-    # With the parity fixtures where they are (../shared/reference/tiny): not a parity test itself,
-    # since the GPU session runs those alone.
     subprocess.run([sys.executable, "benchmarks/gpu_bundle.py", "--data", str(tmp_path / "train"),
                     "--out", str(bundle)], cwd=REPO, check=True, capture_output=True)
     index = json.loads((bundle / "train.json").read_text())
@@ -44,8 +42,7 @@ def test_gpu_session_dry_run(tmp_path):
             return json.loads(tar.extractfile(f"results/{name}").read())
 
         steps = [json.loads(line) for line in tar.extractfile("results/steps.jsonl").read().splitlines()]
-        expected = [s for s in STEPS if s != "parity" or (bundle / "reference.tar.gz").is_file()]
-        assert [s["step"] for s in steps] == expected and all(s["exit_code"] == 0 for s in steps)
+        assert [s["step"] for s in steps] == STEPS and all(s["exit_code"] == 0 for s in steps)
         assert read("env.json")["torch"]
         decoding = read("decoding.json")
         assert decoding["passed"] and decoding["checks"]["float32"]["same_seed_same_output"]
