@@ -11,13 +11,12 @@ temporary file next to the target and renames it into place only when everything
 from __future__ import annotations
 
 import errno
-import importlib.util
+import importlib
 import io
 import os
 import re
 import secrets
 import shutil
-import sys
 import types
 import warnings
 from collections.abc import Iterable, Iterator
@@ -31,31 +30,22 @@ import torch
 from .errors import InputError, OutputError, UnsupportedError, UsageError
 
 
-class _MissingModule(types.ModuleType):
-    """Stands in for an optional import that is not installed: any use is one clear error."""
+class _LazyModule(types.ModuleType):
+    """A module imported on first use. The model, training and the CLI's start-up need no video
+    I/O, so they run (and `magvit --help` starts) without paying for PyAV, and on machines
+    without it, where any use is one clear error. The import system's own lock makes the first
+    use safe from several threads at once (importlib.util.LazyLoader is not, before Python 3.12)."""
 
     def __getattr__(self, attr):
-        raise UnsupportedError(f"reading and writing video files needs {self.__name__}, which is not installed",
-                               f"pip install {self.__name__}")
+        try:
+            module = importlib.import_module(self.__name__)
+        except ImportError:
+            raise UnsupportedError(f"reading and writing video files needs {self.__name__}, which is not installed",
+                                   f"pip install {self.__name__}") from None
+        return getattr(module, attr)
 
 
-def _lazy_import(name: str) -> types.ModuleType:
-    """`name`, loaded on first attribute access. The model, training and the CLI's start-up
-    need no video I/O, so they run (and `magvit --help` starts) without paying for PyAV, and
-    on machines without it."""
-    if name in sys.modules:  # None there blocks the import
-        return sys.modules[name] or _MissingModule(name)
-    spec = importlib.util.find_spec(name)
-    if spec is None:
-        return _MissingModule(name)
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-av = _lazy_import("av")  # PyAV
+av = _LazyModule("av")  # PyAV
 
 FRAME_FOLDER_FPS = Fraction(24)  # frame folders carry no timing of their own
 FPS_RANGE = (Fraction(1, 100), Fraction(1000))  # what a frame rate given on the command line may be

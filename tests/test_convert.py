@@ -1,4 +1,4 @@
-"""Official checkpoint conversion: parity with the official outputs of ../shared/reference/tiny, reading
+"""Official checkpoint conversion: parity with the official outputs of tests/fixtures/official-tiny, reading
 msgpack checkpoints, layouts, config translation and errors.
 
 Tolerances (float32, fixture README §7): encoder latents 2e-4, decoded video 1e-4, transformer logits

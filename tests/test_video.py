@@ -669,10 +669,16 @@ def test_batch_keep_going_collects_failures(batch_folder, tmp_path):
 def test_a_missing_video_library_is_one_clear_error():
     """PyAV is imported on first use: without it the model still runs, and reading or writing
     a video file raises UnsupportedError (exit code 5) naming the package to install."""
-    from magvit_cli.errors import UnsupportedError
-    from magvit_cli.video import _lazy_import
+    from concurrent.futures import ThreadPoolExecutor
 
-    missing = _lazy_import("magvit_no_such_video_library")
+    from magvit_cli.errors import UnsupportedError
+    from magvit_cli.video import _LazyModule
+
+    missing = _LazyModule("magvit_no_such_video_library")
     with pytest.raises(UnsupportedError, match="needs magvit_no_such_video_library, which is not installed"):
         missing.open("clip.mp4")
-    assert _lazy_import("av").open is av.open
+    # First use from many threads at once (data loading probes videos in a thread pool).
+    lazy = _LazyModule("json")
+    with ThreadPoolExecutor(8) as pool:
+        assert all(f is __import__("json").dumps for f in pool.map(lambda _: lazy.dumps, range(64)))
+    assert _LazyModule("av").open is av.open
