@@ -36,14 +36,16 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
-from magvit_cli import train
 from common import TINY_TOKENIZER
+from magvit_cli import train
 from magvit_cli.checkpoint import load_model, save_model
 from magvit_cli.errors import Interrupted
 from magvit_cli.model import Magvit, ModelConfig
 
 REPO = Path(__file__).resolve().parent.parent
-
+TASKS = ("frame_prediction", "frame_interpolation", "outpainting_c", "outpainting_v", "outpainting_h",
+         "outpainting_dv", "inpainting_c", "inpainting_dv", "full_generation", "frame_prediction_c")
+TASK_WEIGHTS = (1, 1, 1, 1, 1, 1, 3, 3, 1, 1)  # weights/recipe/train.sh: inpainting 3x
 
 
 def read_sheets(path: Path, max_frames: int | None = None) -> np.ndarray:
@@ -95,11 +97,6 @@ class PackedClips(Dataset):
         if torch.rand(()) < 0.5:
             video = video.flip(-1)
         return video, self.labels[index]
-
-
-TASKS = ("frame_prediction", "frame_interpolation", "outpainting_c", "outpainting_v", "outpainting_h",
-         "outpainting_dv", "inpainting_c", "inpainting_dv", "full_generation", "frame_prediction_c")
-TASK_WEIGHTS = (1, 1, 1, 1, 1, 1, 3, 3, 1, 1)  # weights/recipe/train.sh: inpainting 3x
 
 
 def stage_config(stage: str, base: Path | None, batch: int, workers: int, tiny: bool):
