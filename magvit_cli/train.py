@@ -628,6 +628,12 @@ def _check_resume_config(saved: dict, config) -> None:
                          "resume with the settings of the original run (only steps, precision, workers and logging may change)")
 
 
+def _no_init_on_resume(init) -> None:
+    if init is not None:
+        raise UsageError("--init starts a new run from a model; a resumed run continues from its checkpoint",
+                         "drop --init when you pass --resume")
+
+
 def _config_dict(config) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
@@ -926,6 +932,7 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
         if saved.get("stage") != "tokenizer":
             raise UsageError(f"{out_dir} holds a {saved.get('stage')} run, not a tokenizer run")
         _check_resume_config(saved["config"], config)
+        _no_init_on_resume(init)
 
     dataset = _open_dataset(data, num_frames=config.num_frames, resolution=config.resolution, config=config)
     if config.overfit_one_clip:
@@ -938,7 +945,7 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
                                training_data=str(data) if not isinstance(data, Dataset) else "")
     model_config.check()
     generator = VQTokenizer(config.tokenizer).to(runtime.device)
-    if init is not None and saved is None:
+    if init is not None:
         _start_tokenizer_from(generator, Path(init), model_config, runtime)
     if config.decoder_only:
         generator.encoder.requires_grad_(False)
@@ -1185,9 +1192,7 @@ def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset
         if saved.get("stage") != "transformer":
             raise UsageError(f"{out_dir} holds a {saved.get('stage')} run, not a transformer run")
         _check_resume_config(saved["config"], config)
-        if init is not None:
-            raise UsageError("--init starts a new run from a model; a resumed run continues from its checkpoint",
-                             "drop --init when you pass --resume")
+        _no_init_on_resume(init)
 
     frames, resolution = source.config.num_frames, tuple(source.config.resolution)
     if config.batch_size * frames * resolution[0] * resolution[1] > MAX_BATCH_VOXELS:

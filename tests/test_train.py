@@ -424,6 +424,8 @@ def test_decoder_only_fine_tune_keeps_the_tokens(videos, tokenizer_dir, tmp_path
     with pytest.raises(UsageError, match="cannot start from .*tokenizer shape"):
         train.train_tokenizer(tokenizer_config("steps=1", "tokenizer.codebook_size=64"), videos,
                               tmp_path / "other", quiet=True, init=tokenizer_dir)
+    with pytest.raises(UsageError, match="--init"):
+        train.train_tokenizer(config, videos, tmp_path / "tuned", quiet=True, resume=True, init=tokenizer_dir)
 
 
 def test_class_conditional_tasks_need_labels(tokenizer_dir, tmp_path):
