@@ -95,14 +95,14 @@ def main() -> None:
                         "as a wheel for the GPU image's Python 3.12")
     args = parser.parse_args()
 
+    if not args.data.is_dir():  # before the old bundle is replaced
+        raise SystemExit(f"no training clips at {args.data}: make them with "
+                         "python weights/recipe/prepare_data.py --out /work/data")
     bundle = args.out
     shutil.rmtree(bundle, ignore_errors=True)
     bundle.mkdir(parents=True)
-    if args.data.is_dir():
-        index = pack_clips(args.data, bundle / "train.mp4", args.crf, args.limit)
-        (bundle / "train.json").write_text(json.dumps(index) + "\n")
-    else:
-        print(f"no training clips at {args.data}: the session will skip training")
+    index = pack_clips(args.data, bundle / "train.mp4", args.crf, args.limit)
+    (bundle / "train.json").write_text(json.dumps(index) + "\n")
     if args.wheel:
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                         "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",

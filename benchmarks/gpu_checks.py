@@ -73,15 +73,15 @@ def decoding(args) -> dict:
     model.eval()
     T = model.config.num_frames
     if (args.bundle / "train.json").is_file():
-        sys.path.insert(0, str(Path(__file__).parent))
         from gpu_train import PackedClips
 
         real = PackedClips(args.bundle, limit=args.clips).clips.permute(0, 4, 1, 2, 3).float().div(255)
         source = "training clips of the bundle"
     else:  # smooth moving colour fields: a stand-in with some structure
+        H, W = model.config.resolution
         t = torch.linspace(0, 1, T).view(1, 1, T, 1, 1)
-        y = torch.linspace(0, 1, 64).view(1, 1, 1, 64, 1)
-        x = torch.linspace(0, 1, 64).view(1, 1, 1, 1, 64)
+        y = torch.linspace(0, 1, H).view(1, 1, 1, H, 1)
+        x = torch.linspace(0, 1, W).view(1, 1, 1, 1, W)
         phase = torch.arange(args.clips).view(-1, 1, 1, 1, 1) * 0.7 + torch.arange(3).view(1, 3, 1, 1, 1)
         real = 0.5 + 0.4 * torch.sin(6 * x + 4 * y + 3 * t + phase)
         source = "synthetic moving gradients"

@@ -37,15 +37,12 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
 from common import TINY_TOKENIZER
-from magvit_cli import train
+from magvit_cli import tasks, train
 from magvit_cli.checkpoint import load_model, save_model
 from magvit_cli.errors import Interrupted
 from magvit_cli.model import Magvit, ModelConfig
 
 REPO = Path(__file__).resolve().parent.parent
-TASKS = ("frame_prediction", "frame_interpolation", "outpainting_c", "outpainting_v", "outpainting_h",
-         "outpainting_dv", "inpainting_c", "inpainting_dv", "full_generation", "frame_prediction_c")
-TASK_WEIGHTS = (1, 1, 1, 1, 1, 1, 3, 3, 1, 1)  # weights/recipe/train.sh: inpainting 3x
 
 
 def read_sheets(path: Path, max_frames: int | None = None) -> np.ndarray:
@@ -80,6 +77,8 @@ class PackedClips(Dataset):
     (video [3, T, H, W] in [0, 1], label), left-right flipped at random."""
 
     def __init__(self, bundle: Path, limit: int | None = None):
+        if not (bundle / "train.json").is_file():
+            raise SystemExit(f"no packed clips in {bundle}: make them with benchmarks/gpu_bundle.py")
         index = json.loads((bundle / "train.json").read_text())
         (T, H, W), grid = index["clip"], index["grid"]
         count = index["clips"] if limit is None else min(limit, index["clips"])
@@ -104,8 +103,9 @@ def stage_config(stage: str, base: Path | None, batch: int, workers: int, tiny: 
     common = dict(batch_size=batch, num_workers=workers, log_every=25, save_every=0, preview_every=0)
     if stage == "transformer":  # on the tokens of the model folder `base`
         config = train.preset("transformer", "tiny" if tiny else "small")
-        return dataclasses.replace(config, tasks=TASKS, task_weights=TASK_WEIGHTS, lr=1e-3, warmup_steps=100,
-                                   **common), base
+        weights = tuple(3 if task.startswith("inpainting") else 1 for task in tasks.TASKS)  # as train.sh
+        return dataclasses.replace(config, tasks=tuple(tasks.TASKS), task_weights=weights, lr=1e-3,
+                                   warmup_steps=100, **common), base
     common |= dict(num_frames=16, resolution=(64, 64), adversarial_weight=0.0, r1_weight=0.0, beta1=0.9)
     if tiny:  # the dry run: a tiny tokenizer, and a decoder stage that starts from a random one
         tokenizer = TINY_TOKENIZER
