@@ -66,7 +66,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def decoding(args) -> dict:
     from magvit_cli.checkpoint import load_model
-    from magvit_cli.model import DecodeOptions
+    from magvit_cli.decoding import DecodeOptions
 
     device = torch.device(args.device)
     model = load_model(None, device=device)
@@ -92,7 +92,7 @@ def decoding(args) -> dict:
         options = DecodeOptions(steps=args.steps, seed=0, dtype=dtype)
         runs = []
         for _ in range(2):
-            generated = model.generate(0, args.clips, options=options)
+            generated = model.run_task("full_generation", None, model.labels(0, args.clips), options)
             predicted = model.run_task("frame_prediction", real, options=options)
             runs.append((generated, predicted))
         (generated, predicted), (generated2, predicted2) = runs

@@ -19,7 +19,8 @@ import torch
 from common import TINY_TOKENIZER, TRANSFORMER_SIZES, PeakMemory, compiled, device_name, print_table, setup, timed, \
     write_json
 from magvit_cli import decoding, tasks
-from magvit_cli.model import DecodeOptions, Magvit, ModelConfig
+from magvit_cli.decoding import DecodeOptions
+from magvit_cli.model import Magvit, ModelConfig
 from magvit_cli.tokenizer import TOKENIZER_PRESETS
 from magvit_cli.transformer import TRANSFORMER_PRESETS, TransformerConfig
 

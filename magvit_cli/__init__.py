@@ -1,8 +1,10 @@
 """magvit: video editing with MAGVIT, the Masked Generative Video Transformer.
 
     import magvit_cli
-    model = magvit_cli.load_model()            # bundled default, a folder, or a Hub repo id
-    new = model.predict(video, frames=11)      # video: float tensor [B, 3, T, H, W] in [0, 1]
+    from magvit_cli import edit
+    model = magvit_cli.load_model()               # bundled default, a folder, or a Hub repo id
+    edit.predict(model, "clip.mp4", frames=11)    # writes clip.predict.mp4
+    longer = edit.predict(model, video, frames=11)  # video: float tensor [B, 3, T, H, W] in [0, 1]
 """
 
 import importlib
@@ -11,7 +13,7 @@ __version__ = "0.1.0"
 
 # The API is imported on first use (PEP 562), so that `magvit --help` and the command line's
 # own errors come back without loading PyTorch.
-_EXPORTS = {"load_model": "checkpoint", "save_model": "checkpoint", "DecodeOptions": "model", "Magvit": "model",
+_EXPORTS = {"load_model": "checkpoint", "save_model": "checkpoint", "DecodeOptions": "decoding", "Magvit": "model",
             "ModelConfig": "model"}
 
 

@@ -179,10 +179,9 @@ def load_model(name_or_path: str | os.PathLike | None = None, device: str | torc
         skeleton = Magvit(config)
     expected = skeleton.state_dict()
     state = _read_safetensors(weights, expected)
-    model = Magvit(config)
+    model = Magvit(config, source=str(name_or_path) if name_or_path else "default")
     model.load_state_dict(state, strict=True)
     model.eval().requires_grad_(False)
-    model.source = str(name_or_path) if name_or_path else "default"
     return model.to(device) if device is not None else model
 
 

@@ -13,8 +13,6 @@ import sys
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import replace
-from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -28,7 +26,7 @@ try:  # Typer >= 0.22 carries its own copy of Click
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - older Typer uses Click itself
     from click import ClickException
-from .errors import InputError, MagvitError, OutputError, UnsupportedError, UsageError
+from .errors import MagvitError, OutputError, UnsupportedError, UsageError
 
 app = typer.Typer(
     name="magvit",
@@ -52,7 +50,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print a machine-readable 
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
 StepsOpt = Annotated[int, typer.Option("--steps", help="Decoding steps (the paper uses 12).")]
 ScheduleOpt = Annotated[str, typer.Option("--schedule", help="Mask schedule: cosine, uniform, exp, log or powX (e.g. pow2).")]
-TemperatureOpt = Annotated[float, typer.Option("--temperature", help="Temperature of the Gumbel noise that picks which tokens to keep (choice temperature; paper 4.5).")]
+ChoiceTemperatureOpt = Annotated[float, typer.Option("--choice-temperature", help="Temperature of the Gumbel noise on the confidences that pick which sampled tokens to keep at each step, annealed to 0 (paper 4.5).")]
+SampleTemperatureOpt = Annotated[float, typer.Option("--sample-temperature", help="Temperature of the distribution tokens are sampled from (1 = the model's own; lower is more conservative).")]
+OldTemperatureOpt = Annotated[Optional[float], typer.Option("--temperature", hidden=True, help="Old name of --choice-temperature.")]
 GuidanceOpt = Annotated[float, typer.Option("--guidance", help="Classifier-free guidance scale (0 = off, as in the paper).")]
 DtypeOpt = Annotated[str, typer.Option("--dtype", help="auto (bf16 on CUDA and on CPUs with native bf16), float32 or bfloat16.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Run a task the model was not trained for.")]
@@ -69,9 +69,6 @@ WindowOpt = Annotated[Optional[int], typer.Option("--window", help="Input frames
 OverlapOpt = Annotated[Optional[int], typer.Option("--overlap", help="Frames consecutive windows share and cross-fade (default: one token's worth, 4 frames; at most half the window).")]
 
 
-GENERATE_BATCH = 8  # clips per transformer call in `generate`
-
-
 class Run:
     """What one command needs besides its own arguments: output mode, device,
     model loading, progress, and the JSON result."""
@@ -86,16 +83,18 @@ class Run:
         if not self.quiet:
             stderr.print(message, style="dim", highlight=False, markup=False, soft_wrap=True)
 
-    def load(self, model: str | None, device: str, force: bool = False):
+    def notices(self, result: dict) -> None:
+        for notice in result.get("notices", []):
+            self.note(f"note: {notice}")
+
+    def load(self, model: str | None, device: str):
         from .batch import model_revision
         from .checkpoint import load_model, resolve_model
 
         dev = resolve_device(device)
         with self.status("loading model"):
             folder = resolve_model(model)
-            m = load_model(folder, device=dev)
-        m.source = str(model) if model else "default"
-        m.force = force
+            m = load_model(model, device=dev)
         self.result.update(model=m.source, model_revision=model_revision(folder, model), device=str(dev))
         return m
 
@@ -108,15 +107,15 @@ class Run:
                 yield
 
     @contextmanager
-    def progress(self, description: str, total: int):
-        """A Rich progress bar; yields a callback `advance(n=1)`."""
+    def progress(self, description: str):
+        """A Rich progress bar; yields a callback `update(done, total)`."""
         if self.quiet:
-            yield lambda n=1: None
+            yield None
             return
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=stderr, transient=True) as bar:
-            task = bar.add_task(description, total=total)
-            yield lambda n=1: bar.advance(task, n)
+            task = bar.add_task(description, total=None)
+            yield lambda done, total: bar.update(task, completed=done, total=total)
 
     def finish(self, **result) -> None:
         self.result.update(result)
@@ -152,201 +151,102 @@ def resolve_device(name: str):
     return device
 
 
-def decode_options(steps, schedule, temperature, guidance, seed, dtype):
-    import random
+def decode_options(run: Run, steps, schedule, choice_temperature, sample_temperature, old_temperature, guidance,
+                   seed, dtype):
+    from .decoding import DecodeOptions
 
-    from .model import DecodeOptions
-
-    options = DecodeOptions(steps=steps, schedule=schedule, choice_temperature=temperature, guidance=guidance,
-                            seed=seed if seed is not None else random.SystemRandom().randrange(2 ** 31), dtype=dtype)
+    if old_temperature is not None:  # the name before 0.2, when it was the only temperature
+        run.note("note: --temperature is now called --choice-temperature (the Gumbel noise on which tokens "
+                 "to keep); --sample-temperature sets the temperature tokens are sampled at")
+        choice_temperature = old_temperature
+    options = DecodeOptions(steps=steps, schedule=schedule, choice_temperature=choice_temperature,
+                            temperature=sample_temperature, guidance=guidance, seed=seed, dtype=dtype)
     options.check()
     return options
 
 
-def output_path(output: Path | None, source: Path | None, task: str) -> Path:
-    from . import video as vio
-
-    if output is None:
-        if source is None:
-            return Path(f"magvit.{task}.mp4")
-        return vio.default_output_path(source, task)
-    if source is not None and output.expanduser().resolve() == source.expanduser().resolve():
-        raise OutputError(f"the output {output} is the input file", hint="choose another --output path")
-    vio.check_output_format(output)
-    return output
+def print_plan(run: Run, result: dict) -> None:
+    if run.as_json:
+        print(json.dumps({**run.result, "status": "plan", **result}, default=str))
+        return
+    for key, value in result["plan"].items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        print(f"{key:22} {value}")
 
 
-def write_output(run: Run, video, path: Path, fps: Fraction, audio_from: Path | None = None) -> None:
-    from . import video as vio
+def edit_files(run: Run, tag: str, inputs: list[str], edit_one, *, output: Path | None, output_dir: Path | None,
+               overwrite: bool, dry_run: bool, model: str | None, device: str) -> None:
+    """Run `edit_one(model, input, output, progress)` (a magvit_cli.edit call) on one input, or
+    on each of many (a folder, a pattern, several paths, --output-dir, or ranks under torchrun)."""
+    from . import batch
 
-    frames = vio.tensor_to_frames(video[0].cpu())
-    vio.write_video(path, frames, fps, audio_from=audio_from)
-    run.result.update(output=str(path), frames=int(frames.shape[0]), width=int(frames.shape[2]),
-                      height=int(frames.shape[1]), fps=str(fps))
+    paths, expanded = batch.expand_inputs(inputs)
+    ranks = batch.Ranks.from_env()
+    many = expanded or output_dir is not None or ranks.distributed
+    if many and output is not None:
+        raise UsageError("-o/--output names a single output", hint="use --output-dir with several inputs")
+    if not many:
+        from . import edit
 
-
-def report_notices(run: Run, model) -> None:
-    for note in model.last_notices:
-        run.note(f"note: {note} (the model works at {model.config.resolution[1]}x{model.config.resolution[0]})")
-    if model.last_notices:
-        run.result["notices"] = list(model.last_notices)
-
-
-def step_callback(advance):
-    return lambda step, steps: advance()
-
-
-def preview_path(output: Path) -> Path:
-    """clip.inpaint.mp4 -> clip.inpaint.preview.mp4 (frame folders: out -> out.preview.mp4)."""
-    stem = output.stem if output.suffix else output.name
-    return output.with_name(f"{stem}.preview.mp4")
-
-
-class Edit:
-    """One task command over one or many inputs: the plan, the run, the batch report.
-
-    `make_job(config, source, edit)` builds the job for one input (editing.*Job);
-    `settings` are the command's own options, reported with the resolved ones."""
-
-    def __init__(self, run: Run, task: str, make_job, settings: dict, options, edit, *, output: Path | None,
-                 output_dir: Path | None, overwrite: bool, preview: bool, dry_run: bool):
-        self.run, self.task, self.make_job, self.settings = run, task, make_job, settings
-        self.options, self.edit = options, edit
-        self.output, self.output_dir, self.overwrite = output, output_dir, overwrite
-        self.preview, self.dry_run = preview, dry_run
-
-    def __call__(self, inputs: list[str], model: str | None, device: str, force: bool) -> None:
-        from . import batch
-
-        paths, expanded = batch.expand_inputs(inputs)
-        ranks = batch.Ranks.from_env()
-        many = expanded or self.output_dir is not None or ranks.distributed
-        if many and self.output is not None:
-            raise UsageError("-o/--output names a single output", hint="use --output-dir with several inputs")
-        if not many:
-            out = output_path(self.output, paths[0], self.task)
-            self.model = self.run.load(model, device, force)
-            result = self.process(paths[0], out)
-            self.run.result["input"] = str(paths[0])
-            if self.dry_run:
-                self.print_plan(result)
-                return
-            self.run.finish(**result)
+        out = edit.output_path(output, paths[0], tag)  # refused before the model loads
+        m = run.load(model, device)
+        with run.progress(f"{tag} {paths[0].name}") as progress:
+            result = edit_one(m, paths[0], out, progress)
+        if dry_run:
+            print_plan(run, result)
             return
-        self.batch(paths, ranks, model, device, force)
+        run.notices(result)
+        run.finish(**result)
+        return
+    if output_dir is not None:
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create --output-dir {output_dir}: {e.strerror or e}") from None
+    m = run.load(model, ranks.device(device))
+    ranks.start(m.device)
+    jobs = [(i, p, batch.output_for(p, tag, output_dir)) for i, p in enumerate(paths)]
 
-    def process(self, source_path: Path, out: Path) -> dict:
-        """Plan or run one input; returns its result (with `notices`)."""
-
-        from . import planning
-        from .editing import Source
-
-        m = self.model
-        edit = replace(self.edit, preview=preview_path(out) if self.preview else None, batch=1)
-        job = self.make_job(m.config, Source(source_path, edit.start, edit.end), edit)
-        guidance = self.options.guidance > 0
-        batch = self.edit.batch or planning.auto_batch(job, m.config, m.device, guidance)
-        if batch < 1:
-            raise UsageError(f"--batch must be >= 1, got {batch}")
-        job.edit = replace(edit, batch=batch)
-        need = planning.estimate_memory(job, m.config, batch, m.device, guidance)
-        settings = {**self.settings, "task": job.task, "batch": batch, "seed": self.options.seed,
-                    "steps": self.options.steps, "schedule": self.options.schedule,
-                    "temperature": self.options.choice_temperature, "guidance": self.options.guidance,
-                    "dtype": self.options.dtype, "composite": edit.composite, "start": edit.start, "end": edit.end,
-                    **({"window": job.window, "overlap": job.overlap} if hasattr(job, "window") else {})}
-        if self.dry_run:
-            speed = planning.measure_speed(m, batch, self.options)
-            per_frame = planning.measure_frame_io(job.source.size, planning.canvas_of(job), m.config.resolution)
-            plan = job.plan()
-            calls = plan["model_calls"]
-            frames = plan["output"]["frames"]
-            plan["estimate"] = {
-                "device": str(m.device), "seconds": round(calls * speed["seconds_per_call"] + frames * per_frame, 1),
-                "seconds_per_model_call": round(speed["seconds_per_call"], 3),
-                "peak_memory_mb": round(need["peak_host"] / 2 ** 20),
-                **({"peak_device_memory_mb": round(max(need["peak_device"], speed.get("device_peak", 0)) / 2 ** 20)}
-                   if m.device.type == "cuda" else {}),
-            }
-            plan["output"]["path"] = str(out)
-            return {"plan": plan, "settings": settings}
-        planning.check_fits(need, m.device)
-        with self.run.progress(f"{self.task} {source_path.name}", job.total_steps(self.options)) as advance:
-            result = job.run(m, out, self.options, advance)
-        result["task"] = job.task
-        result["settings"] = settings
-        result["seed"] = self.options.seed
-        notes = result.pop("notes", [])
-        if notes:
-            result["notices"] = notes
-        for note in notes:
-            self.run.note(f"note: {note}")
+    def process(source: Path, out: Path) -> dict:
+        with run.progress(f"{tag} {source.name}") as progress:
+            result = edit_one(m, source, out, progress)
+        if dry_run and not run.as_json:
+            print(f"# {source}")
+            print_plan(run, result)
+        run.notices(result)
         return result
 
-    def print_plan(self, result: dict) -> None:
-        if self.run.as_json:
-            print(json.dumps({**self.run.result, "status": "plan", **result}, default=str))
-            return
-        for key, value in result["plan"].items():
-            if isinstance(value, dict):
-                value = ", ".join(f"{k}={v}" for k, v in value.items())
-            print(f"{key:22} {value}")
-
-    def batch(self, paths: list[Path], ranks, model: str | None, device: str, force: bool) -> None:
-        from . import batch
-
-        if self.output_dir is not None:
-            try:
-                self.output_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise OutputError(f"cannot create --output-dir {self.output_dir}: {e.strerror or e}") from None
-        self.model = self.run.load(model, ranks.device(device), force)
-        ranks.start(self.model.device)
-        jobs = [(i, p, batch.output_for(p, self.task, self.output_dir)) for i, p in enumerate(paths)]
-        mine = ranks.shard(jobs)
-
-        def on_start(index: int, source: Path) -> None:
-            self.run.note(f"[{index + 1}/{len(paths)}] {self.task} {source}")
-
-        def process(source: Path, out: Path) -> dict:
-            result = self.process(source, out)
-            if self.dry_run and not self.run.as_json:
-                print(f"# {source}")
-                self.print_plan(result)
-            return result
-
-        results = batch.run_files(mine, process, self.overwrite or self.dry_run, self.model.device, on_start)
-        for r in results:
-            r["rank"] = ranks.rank
-            if r["status"] == "failed":
-                self.run.note(f"failed: {r['input']}: {r['error']}")
-        merged = ranks.gather(results)
-        code = 0
-        if merged is not None:
-            counts, code = batch.summary(merged)
-            report = {**self.run.result, **counts, "task": self.task, "world_size": ranks.world_size,
-                      "seed": self.options.seed, "files": merged,
-                      "seconds": round(time.perf_counter() - self.run.started, 3)}
-            for entry in merged:
-                entry.setdefault("model", self.run.result.get("model"))
-                entry.setdefault("model_revision", self.run.result.get("model_revision"))
-                entry.setdefault("seed", self.options.seed)
-            if self.run.as_json:
-                print(json.dumps(report, default=str), flush=True)
-            elif not self.run.quiet:
-                stderr.print(f"{counts['ok']} done, {counts['skipped']} skipped, {counts['failed']} failed "
-                             f"of {len(merged)}", highlight=False)
-        code = ranks.agree(code)
-        if code:
-            raise typer.Exit(code)
+    results = batch.run_files(ranks.shard(jobs), process, overwrite or dry_run, m.device,
+                              lambda index, source: run.note(f"[{index + 1}/{len(paths)}] {tag} {source}"))
+    for r in results:
+        r["rank"] = ranks.rank
+        if r["status"] == "failed":
+            run.note(f"failed: {r['input']}: {r['error']}")
+    merged = ranks.gather(results)
+    code = 0
+    if merged is not None:
+        counts, code = batch.summary(merged)
+        for entry in merged:
+            entry.setdefault("model", run.result.get("model"))
+            entry.setdefault("model_revision", run.result.get("model_revision"))
+        report = {**run.result, **counts, "task": tag, "world_size": ranks.world_size, "files": merged,
+                  "seconds": round(time.perf_counter() - run.started, 3)}
+        if run.as_json:
+            print(json.dumps(report, default=str), flush=True)
+        elif not run.quiet:
+            stderr.print(f"{counts['ok']} done, {counts['skipped']} skipped, {counts['failed']} failed "
+                         f"of {len(merged)}", highlight=False)
+    code = ranks.agree(code)
+    if code:
+        raise typer.Exit(code)
 
 
-def edit_options(window=None, overlap=None, batch_size=None, composite=True, start=None, end=None):
+def edit_options(window=None, overlap=None, batch_size=None, composite=True, start=None, end=None, preview=False):
     from .editing import EditOptions
 
-    if batch_size is not None and batch_size < 1:
-        raise UsageError(f"--batch must be >= 1, got {batch_size}")
-    return EditOptions(window=window, overlap=overlap, batch=batch_size, composite=composite, start=start, end=end)
+    return EditOptions(window=window, overlap=overlap, batch=batch_size, composite=composite, start=start, end=end,
+                       preview=preview)
 
 
 # ---------------------------------------------------------------- commands
@@ -403,7 +303,8 @@ def predict(
     class_: Annotated[Optional[str], typer.Option("--class", help="Class id or name: class-conditional frame prediction (CFP).")] = None,
     output: OutputOpt = None, output_dir: OutputDirOpt = None, overwrite: OverwriteOpt = False,
     model: ModelOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
-    steps: StepsOpt = 12, schedule: ScheduleOpt = "cosine", temperature: TemperatureOpt = 4.5,
+    steps: StepsOpt = 12, schedule: ScheduleOpt = "cosine", choice_temperature: ChoiceTemperatureOpt = 4.5,
+    sample_temperature: SampleTemperatureOpt = 1.0, temperature: OldTemperatureOpt = None,
     guidance: GuidanceOpt = 0.0, dtype: DtypeOpt = "auto", force: ForceOpt = False,
     composite: CompositeOpt = True, start: StartOpt = None, end: EndOpt = None, preview: PreviewOpt = False,
     dry_run: DryRunOpt = False, quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
@@ -411,17 +312,16 @@ def predict(
     """Frame prediction (FP, or CFP with --class): continue a clip. The output is the input,
     untouched, followed by the new frames at the input's size and frame rate (the audio is
     kept for the input's part). --no-composite writes only the new frames at the model's size."""
-    from .editing import MAX_NEW_FRAMES, PredictJob
+    from . import edit
 
     run = Run(quiet, as_json, debug)
-    options = decode_options(steps, schedule, temperature, guidance, seed, dtype)
-    if frames is not None and not 1 <= frames <= MAX_NEW_FRAMES:
-        raise UsageError(f"--frames must be in [1, {MAX_NEW_FRAMES}], got {frames}")
-    edit = edit_options(composite=composite, start=start, end=end)
-    settings = {"frames": frames, "cond_frames": cond_frames, "class": class_}
-    Edit(run, "predict", lambda config, source, e: PredictJob(config, source, e, frames, cond_frames, class_),
-         settings, options, edit, output=output, output_dir=output_dir, overwrite=overwrite, preview=preview,
-         dry_run=dry_run)(inputs, model, device, force)
+    options = decode_options(run, steps, schedule, choice_temperature, sample_temperature, temperature, guidance,
+                             seed, dtype)
+    how = edit_options(composite=composite, start=start, end=end, preview=preview)
+    edit_files(run, "predict", inputs, lambda m, path, out, progress: edit.predict(
+        m, path, out, frames=frames, cond_frames=cond_frames, label=class_, options=options, edit_options=how,
+        force=force, dry_run=dry_run, progress=progress),
+        output=output, output_dir=output_dir, overwrite=overwrite, dry_run=dry_run, model=model, device=device)
 
 
 @app.command()
@@ -431,7 +331,8 @@ def interpolate(
     fps: Annotated[Optional[str], typer.Option("--fps", help="Target frame rate instead of --factor, e.g. 60 or 30000/1001: output frames that fall on an input frame keep it, the others are made.")] = None,
     output: OutputOpt = None, output_dir: OutputDirOpt = None, overwrite: OverwriteOpt = False,
     model: ModelOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
-    steps: StepsOpt = 12, schedule: ScheduleOpt = "cosine", temperature: TemperatureOpt = 4.5,
+    steps: StepsOpt = 12, schedule: ScheduleOpt = "cosine", choice_temperature: ChoiceTemperatureOpt = 4.5,
+    sample_temperature: SampleTemperatureOpt = 1.0, temperature: OldTemperatureOpt = None,
     guidance: GuidanceOpt = 0.0, dtype: DtypeOpt = "auto", force: ForceOpt = False,
     composite: CompositeOpt = True, batch_size: BatchOpt = None, start: StartOpt = None, end: EndOpt = None,
     preview: PreviewOpt = False, dry_run: DryRunOpt = False,
@@ -440,17 +341,16 @@ def interpolate(
     """Frame interpolation (FI): raise the frame rate. Every pair of consecutive frames is one
     model window; the input frames stay as they are and the new ones go in between, at the
     input's size; the audio is kept in time."""
-    from .editing import InterpolateJob
+    from . import edit
 
     run = Run(quiet, as_json, debug)
-    options = decode_options(steps, schedule, temperature, guidance, seed, dtype)
-    if factor is not None and factor < 2:
-        raise UsageError(f"--factor must be at least 2, got {factor}")
-    edit = edit_options(batch_size=batch_size, composite=composite, start=start, end=end)
-    settings = {"factor": factor, "fps": fps}
-    Edit(run, "interpolate", lambda config, source, e: InterpolateJob(config, source, e, factor, fps),
-         settings, options, edit, output=output, output_dir=output_dir, overwrite=overwrite, preview=preview,
-         dry_run=dry_run)(inputs, model, device, force)
+    options = decode_options(run, steps, schedule, choice_temperature, sample_temperature, temperature, guidance,
+                             seed, dtype)
+    how = edit_options(batch_size=batch_size, composite=composite, start=start, end=end, preview=preview)
+    edit_files(run, "interpolate", inputs, lambda m, path, out, progress: edit.interpolate(
+        m, path, out, factor=factor, fps=fps, options=options, edit_options=how, force=force, dry_run=dry_run,
+        progress=progress),
+        output=output, output_dir=output_dir, overwrite=overwrite, dry_run=dry_run, model=model, device=device)
 
 
 @app.command()
@@ -460,7 +360,8 @@ def outpaint(
     amount: Annotated[Optional[str], typer.Option("--amount", help="How much each grown side grows: pixels (120) or percent of the input (25%). Default 50%, the paper's geometry (the input fills the central half).")] = None,
     output: OutputOpt = None, output_dir: OutputDirOpt = None, overwrite: OverwriteOpt = False,
     model: ModelOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
-    steps: StepsOpt = 12, schedule: ScheduleOpt = "cosine", temperature: TemperatureOpt = 4.5,
+    steps: StepsOpt = 12, schedule: ScheduleOpt = "cosine", choice_temperature: ChoiceTemperatureOpt = 4.5,
+    sample_temperature: SampleTemperatureOpt = 1.0, temperature: OldTemperatureOpt = None,
     guidance: GuidanceOpt = 0.0, dtype: DtypeOpt = "auto", force: ForceOpt = False,
     composite: CompositeOpt = True, window: WindowOpt = None, overlap: OverlapOpt = None,
     batch_size: BatchOpt = None, start: StartOpt = None, end: EndOpt = None, preview: PreviewOpt = False,
@@ -470,15 +371,16 @@ def outpaint(
     canvas (letterboxed to its aspect); its margins, shifted to meet the input's colours, are
     pasted around the untouched input at the input's resolution, with a feathered seam of one
     token cell."""
-    from .editing import OutpaintJob
+    from . import edit
 
     run = Run(quiet, as_json, debug)
-    options = decode_options(steps, schedule, temperature, guidance, seed, dtype)
-    edit = edit_options(window, overlap, batch_size, composite, start, end)
-    settings = {"direction": direction, "amount": amount or "50%"}
-    Edit(run, "outpaint", lambda config, source, e: OutpaintJob(config, source, e, direction, amount),
-         settings, options, edit, output=output, output_dir=output_dir, overwrite=overwrite, preview=preview,
-         dry_run=dry_run)(inputs, model, device, force)
+    options = decode_options(run, steps, schedule, choice_temperature, sample_temperature, temperature, guidance,
+                             seed, dtype)
+    how = edit_options(window, overlap, batch_size, composite, start, end, preview)
+    edit_files(run, "outpaint", inputs, lambda m, path, out, progress: edit.outpaint(
+        m, path, out, direction=direction, amount=amount, options=options, edit_options=how, force=force,
+        dry_run=dry_run, progress=progress),
+        output=output, output_dir=output_dir, overwrite=overwrite, dry_run=dry_run, model=model, device=device)
 
 
 @app.command()
@@ -489,7 +391,8 @@ def inpaint(
     show_mask: Annotated[bool, typer.Option("--show-mask", help="Print the mask as the model will fill it (snapped to the token grid, per window) and exit.")] = False,
     output: OutputOpt = None, output_dir: OutputDirOpt = None, overwrite: OverwriteOpt = False,
     model: ModelOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
-    steps: StepsOpt = 12, schedule: ScheduleOpt = "cosine", temperature: TemperatureOpt = 4.5,
+    steps: StepsOpt = 12, schedule: ScheduleOpt = "cosine", choice_temperature: ChoiceTemperatureOpt = 4.5,
+    sample_temperature: SampleTemperatureOpt = 1.0, temperature: OldTemperatureOpt = None,
     guidance: GuidanceOpt = 0.0, dtype: DtypeOpt = "auto", force: ForceOpt = False,
     composite: CompositeOpt = True, window: WindowOpt = None, overlap: OverlapOpt = None,
     batch_size: BatchOpt = None, start: StartOpt = None, end: EndOpt = None, preview: PreviewOpt = False,
@@ -499,39 +402,28 @@ def inpaint(
     (twice its size), the hole is snapped to the token grid (a cell is filled when any of its
     pixels is masked), the fill is shifted to meet the colours around it, and it is pasted back
     at the input's resolution with a feathered band of one cell; every other pixel stays the input's."""
-    from .editing import InpaintJob
-    from .masks import parse_mask
+    from . import edit
 
     run = Run(quiet, as_json, debug)
-    options = decode_options(steps, schedule, temperature, guidance, seed, dtype)
-    edit = edit_options(window, overlap, batch_size, composite, start, end)
-
-    def make_job(config, source, e):
-        parsed = parse_mask(mask, source.size, source.first + source.num_frames, source.fps, dilate)
-        return InpaintJob(config, source, e, parsed)
-
+    options = decode_options(run, steps, schedule, choice_temperature, sample_temperature, temperature, guidance,
+                             seed, dtype)
+    how = edit_options(window, overlap, batch_size, composite, start, end, preview)
     if show_mask:
-        show_snapped_mask(run, inputs, model, make_job, edit)
+        show_snapped_mask(run, inputs, model, mask, dilate, how)
         return
-    settings = {"mask": mask, "dilate": dilate}
-    Edit(run, "inpaint", make_job, settings, options, edit, output=output, output_dir=output_dir,
-         overwrite=overwrite, preview=preview, dry_run=dry_run)(inputs, model, device, force)
+    edit_files(run, "inpaint", inputs, lambda m, path, out, progress: edit.inpaint(
+        m, path, out, mask=mask, dilate=dilate, options=options, edit_options=how, force=force, dry_run=dry_run,
+        progress=progress),
+        output=output, output_dir=output_dir, overwrite=overwrite, dry_run=dry_run, model=model, device=device)
 
 
-def show_snapped_mask(run: Run, inputs: list[str], model: str | None, make_job, edit) -> None:
+def show_snapped_mask(run: Run, inputs: list[str], model: str | None, mask: str, dilate: int, how) -> None:
     """--show-mask: the snapped hole per window, from the model's config alone (no weights)."""
-    from . import batch
+    from . import batch, edit
     from .checkpoint import read_config, resolve_model
-    from .editing import Source
 
     config = read_config(resolve_model(model))
-    edit.batch = 1
-    reports = []
-    for path in batch.expand_inputs(inputs)[0]:
-        job = make_job(config, Source(path, edit.start, edit.end), edit)
-        plan = job.plan()
-        reports.append({"input": str(path), "mask": plan["mask"], "token_grid": plan["token_grid"],
-                        "cell_source_px": plan["cell_source_px"], "windows": job.snapped_regions()})
+    reports = [edit.inpaint_mask(config, path, mask, dilate, how) for path in batch.expand_inputs(inputs)[0]]
     if run.as_json:
         print(json.dumps(reports[0] if len(reports) == 1 else {"files": reports}))
         return
@@ -554,35 +446,25 @@ def generate(
     class_: Annotated[str, typer.Option("--class", help="Class id or name.")],
     count: Annotated[int, typer.Option("--count", "-k", help="Number of clips.")] = 1,
     output: OutputOpt = None, model: ModelOpt = None, device: DeviceOpt = "auto", seed: SeedOpt = None,
-    steps: StepsOpt = 12, schedule: ScheduleOpt = "cosine", temperature: TemperatureOpt = 4.5,
+    steps: StepsOpt = 12, schedule: ScheduleOpt = "cosine", choice_temperature: ChoiceTemperatureOpt = 4.5,
+    sample_temperature: SampleTemperatureOpt = 1.0, temperature: OldTemperatureOpt = None,
     guidance: GuidanceOpt = 0.0, dtype: DtypeOpt = "auto", force: ForceOpt = False,
     quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
 ):
     """Class-conditional generation (CG): make new clips of a class.
     With --count > 1 the outputs are numbered: NAME.0.mp4, NAME.1.mp4, ..."""
+    from . import edit
+
     run = Run(quiet, as_json, debug)
-    options = decode_options(steps, schedule, temperature, guidance, seed, dtype)
-    if not 1 <= count <= 1000:
-        raise UsageError(f"--count must be in [1, 1000], got {count}")
-    base = output_path(output, None, "generate")
-    m = run.load(model, device, force)
-    class_id = m.class_id(class_)
-    fps = Fraction(m.config.fps).limit_denominator(1001)
-    paths = [base] if count == 1 else [base.with_name(f"{base.stem}.{i}{base.suffix}") for i in range(count)]
-    # Clips are made and written GENERATE_BATCH at a time (batch i with seed + i), so memory
-    # stays flat for any --count and a larger --count only adds clips after the first ones.
-    batches = range(0, count, GENERATE_BATCH)
-    with run.progress("generating", options.steps * len(batches)) as advance:
-        for i, first in enumerate(batches):
-            size = min(GENERATE_BATCH, count - first)
-            clips = m.generate(class_id, size, options=replace(options, seed=options.seed + i),
-                               on_step=step_callback(advance)).cpu()
-            for j, path in enumerate(paths[first:first + size]):
-                write_output(run, clips[j:j + 1], path, fps)
-    names = m.config.class_names
-    run.finish(task="full_generation", class_id=class_id, class_name=names[class_id] if names else None,
-               outputs=[str(p) for p in paths], output=str(paths[0]) if count == 1 else str(paths[0].parent),
-               seed=options.seed)
+    options = decode_options(run, steps, schedule, choice_temperature, sample_temperature, temperature, guidance,
+                             seed, dtype)
+    if not 1 <= count <= edit.MAX_CLIPS:
+        raise UsageError(f"--count must be in [1, {edit.MAX_CLIPS}], got {count}")
+    out = edit.output_path(output, None, "generate")  # refused before the model loads
+    m = run.load(model, device)
+    with run.progress("generating") as progress:
+        result = edit.generate(m, class_, count, out, options=options, force=force, progress=progress)
+    run.finish(**result)
 
 
 @app.command()
@@ -593,99 +475,17 @@ def reconstruct(
     quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
 ):
     """Tokenizer round trip: video -> tokens -> video, with PSNR/SSIM and codebook usage."""
-    import torch
-
-    from . import metrics
-    from .model import pad_frames
+    from . import edit
 
     run = Run(quiet, as_json, debug)
     m = run.load(model, device)
-    T = m.config.num_frames
-    if source.suffix.lower() == ".npz":
-        codes, num_frames = load_tokens(source)
-        if tuple(codes.shape[1:]) != tuple(m.config.latent_shape):
-            raise InputError(f"{source} holds {list(codes.shape[1:])} token grids but the model uses "
-                             f"{list(m.config.latent_shape)}", hint="decode with the model that made them")
-        if codes.min() < 0 or codes.max() >= m.config.tokenizer.codebook_size:
-            raise InputError(f"{source} has token ids outside [0, {m.config.tokenizer.codebook_size})")
-        out_path = output or source.with_suffix(".mp4")
-        if out_path.suffix.lower() == ".npz":
-            raise UsageError("--output must be a video path when decoding tokens")
-        with run.status("decoding tokens"):
-            video = torch.cat([m.decode(c.unsqueeze(0)) for c in codes], dim=2)[:, :, :num_frames]
-        write_output(run, video.cpu(), out_path, Fraction(m.config.fps).limit_denominator(1001))
-        run.finish(task="reconstruct", tokens=str(source))
-        return
-    out_path = output_path(output, source, "reconstruct")
-    from . import video as vio
-
-    meta = vio.probe(source)
-    run.result["input"] = str(source)
-    grids, psnr_sum, ssim_sum, length = [], 0.0, 0.0, 0
-    # One window of T frames at a time, so memory does not grow with the video's length.
-    with run.progress("reconstructing", -(-meta.num_frames // T)) as advance, \
-            vio.VideoWriter(out_path, meta.fps, audio_from=source if meta.has_audio else None,
-                            inputs=[source]) as writer:
-        for _, frames in vio.iter_windows(source, T):
-            window = m._fit(vio.frames_to_tensor(frames).unsqueeze(0).to(m.device))
-            n = window.shape[2]  # the last window is padded; only its real frames are kept
-            window = pad_frames(window, T)
-            codes = m.encode(window)
-            grids.append(codes.cpu())
-            recon, truth = m.decode(codes).cpu()[:, :, :n], window.cpu()[:, :, :n]
-            psnr_sum += n * float(metrics.psnr(recon, truth)[0])
-            ssim_sum += n * float(metrics.ssim(recon, truth)[0])
-            length += n
-            for frame in vio.tensor_to_frames(recon[0]):
-                writer.write(frame)
-            advance()
-    report_notices(run, m)
-    codes = torch.cat(grids, dim=0)
-    psnr, ssim = psnr_sum / length, ssim_sum / length
-    used = int(torch.unique(codes).numel())
-    if tokens is not None:
-        save_tokens(tokens, codes, m, num_frames=length)
-        run.result["tokens"] = str(tokens)
-    height, width = m.config.resolution
-    run.result.update(output=str(out_path), frames=length, width=width, height=height, fps=str(meta.fps))
-    if not quiet and not as_json:
-        print(f"PSNR {psnr:.2f} dB  SSIM {ssim:.4f}  codebook usage {used}/{m.config.tokenizer.codebook_size}")
-    run.finish(task="reconstruct", psnr=round(psnr, 4), ssim=round(ssim, 5), codes_used=used,
-               codebook_size=m.config.tokenizer.codebook_size)
-
-
-def save_tokens(path: Path, codes, model, num_frames: int) -> None:
-    """Token grids [n, t, h, w] of consecutive windows, and the clip's frame count
-    (the last window may be padded)."""
-    import numpy as np
-
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    try:
-        np.savez_compressed(tmp, codes=codes.numpy().astype(np.int32), num_frames=np.array(num_frames),
-                            latent_shape=np.array(model.config.latent_shape),
-                            codebook_size=np.array(model.config.tokenizer.codebook_size))
-        tmp.replace(path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {e.strerror or e}") from e
-
-
-def load_tokens(path: Path):
-    """-> (codes [n, t, h, w], frame count or None)."""
-    import numpy as np
-    import torch
-
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            codes = torch.from_numpy(data["codes"].astype(np.int64))
-            num_frames = int(data["num_frames"]) if "num_frames" in data else None
-    except FileNotFoundError as e:
-        raise InputError(f"{path} does not exist") from e
-    except (OSError, ValueError, KeyError) as e:
-        raise InputError(f"{path} is not a magvit token file (expected an .npz with 'codes')") from e
-    if codes.dim() not in (3, 4):
-        raise InputError(f"{path}: token grid must be [t, h, w] or [n, t, h, w], got {list(codes.shape)}")
-    return codes.reshape(-1, *codes.shape[-3:]), num_frames
+    with run.progress("reconstructing") as progress:
+        result = edit.reconstruct(m, source, output, tokens=tokens, progress=progress)
+    run.notices(result)
+    if "psnr" in result and not quiet and not as_json:
+        print(f"PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}  "
+              f"codebook usage {result['codes_used']}/{result['codebook_size']}")
+    run.finish(**result)
 
 
 @app.command()
@@ -751,7 +551,8 @@ def eval_command(
     model: ModelOpt = None, device: DeviceOpt = "auto", seed: Annotated[int, typer.Option("--seed")] = 0,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Decoding steps. Default: the protocol's.")] = None,
     schedule: Annotated[Optional[str], typer.Option("--schedule", help="Mask schedule. Default: the protocol's.")] = None,
-    temperature: Annotated[Optional[float], typer.Option("--temperature", help="Choice temperature. Default: the protocol's.")] = None,
+    choice_temperature: Annotated[Optional[float], typer.Option("--choice-temperature", help="Choice temperature (the Gumbel noise on which tokens to keep). Default: the protocol's.")] = None,
+    temperature: OldTemperatureOpt = None,
     guidance: GuidanceOpt = 0.0, dtype: DtypeOpt = "auto", force: ForceOpt = False,
     quiet: QuietOpt = False, as_json: JsonOpt = False, debug: DebugOpt = False,
 ):
@@ -759,12 +560,16 @@ def eval_command(
     from . import evaluate as ev
 
     run = Run(quiet, as_json, debug)
-    m = run.load(model, device, force)
+    if temperature is not None:
+        run.note("note: --temperature is now called --choice-temperature")
+        choice_temperature = temperature
+    m = run.load(model, device)
     chosen = [name.strip() for name in metrics.split(",") if name.strip()] if metrics else None
     settings = dict(protocol=protocol, samples=samples, folds=folds, seed=seed, steps=steps, schedule=schedule,
-                    choice_temperature=temperature, guidance=guidance, dtype=dtype, cond_frames=cond_frames,
+                    choice_temperature=choice_temperature, guidance=guidance, dtype=dtype, cond_frames=cond_frames,
                     best_of_trials=best_of, metrics=chosen, i3d=i3d, c3d=c3d, lpips=lpips,
-                    batch_size=batch_size, composite=composite, region=region, baselines=baselines, output=output)
+                    batch_size=batch_size, composite=composite, region=region, baselines=baselines, output=output,
+                    force=force)
     if run.quiet:
         result = ev.evaluate(m, task, data, **settings)
     else:
@@ -777,6 +582,8 @@ def eval_command(
         print(json.dumps(result, default=str))
     elif not quiet:
         stderr.print(ev.format_table(result))
+        for metric, why in result.get("skipped", {}).items():
+            run.note(f"skipped {metric.upper()}: {why}")
         if output is not None:
             stderr.print(f"wrote {output}", highlight=False)
 

@@ -9,6 +9,7 @@ reaches zero at the last step, whose samples are the output.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -18,6 +19,48 @@ from .transformer import Transformer
 
 SCHEDULES = ("cosine", "uniform", "log", "exp", "pow<X>")
 DTYPE_OPTIONS = ("auto", "float32", "bfloat16")  # also accepted: fp32, bf16
+
+
+@dataclass
+class DecodeOptions:
+    """Settings of COMMIT decoding (spec §8.4 defaults).
+
+    Two temperatures: `temperature` divides the logits that tokens are sampled from, and
+    `choice_temperature` scales the Gumbel noise on the confidences that pick which
+    samples are kept at each step (annealed to 0 over the steps)."""
+
+    steps: int = 12
+    schedule: str = "cosine"
+    choice_temperature: float = 4.5
+    temperature: float = 1.0
+    guidance: float = 0.0
+    seed: int | None = None
+    dtype: str = "auto"  # "auto" | "float32" | "bfloat16"
+
+    def check(self) -> None:
+        if not 1 <= self.steps <= 1024:
+            raise UsageError(f"--steps must be in [1, 1024], got {self.steps}")
+        if not math.isfinite(self.temperature) or self.temperature <= 0:
+            raise UsageError(f"--sample-temperature must be a positive number, got {self.temperature}")
+        if not math.isfinite(self.choice_temperature) or self.choice_temperature < 0:
+            raise UsageError(f"--choice-temperature must be a number >= 0, got {self.choice_temperature}")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise UsageError(f"--seed must be in [0, 2**63), got {self.seed}")
+        if not math.isfinite(self.guidance) or self.guidance < 0:
+            raise UsageError(f"--guidance must be >= 0, got {self.guidance}")
+        if self.dtype not in DTYPE_OPTIONS:
+            raise UsageError(f"--dtype must be auto, float32 or bfloat16, got {self.dtype}")
+        mask_ratio(self.schedule, 0.5, 16)  # raises on an unknown schedule
+
+
+def make_generator(device: torch.device, seed: int | None) -> torch.Generator:
+    """A random generator on `device`, seeded with `seed` (None: a fresh random seed)."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
 
 
 def mask_ratio(schedule: str, progress: float, num_tokens: int) -> float:
@@ -134,7 +177,6 @@ def decode(
         raise UsageError(f"expected {config.num_latents} condition tokens per sample, got {num_tokens}")
     k, mask_id = config.codebook_size, config.mask_token
     prefix = prefix.to(device).expand(batch, -1)
-    num_prefix = prefix.shape[1]
     cond_tokens = cond_tokens.to(device)
     cond_mask = cond_mask.to(device).expand(batch, -1)
     if guidance > 0:

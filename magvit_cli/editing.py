@@ -1,11 +1,12 @@
-"""Editing real videos: any length, resolution, aspect ratio and frame rate.
+"""The editing engine: the tasks on videos of any length, resolution, aspect ratio and
+frame rate (`magvit_cli.edit` is its public face).
 
 The model edits T frames at H x W. Here a video streams through it:
 
 * inpainting and outpainting (`ClipJob`): the video is cut into windows of `window`
   frames, consecutive windows sharing `overlap` frames. Each window is seen through a
   `View` (geometry.py) at the model's size, the edit is snapped to the token grid, the
-  model fills it (its output shifted to meet the known pixels, model.seamless), and the
+  model fills it (its output shifted to meet the known pixels, composite.seamless), and the
   result is pasted back at the source's resolution: only the
   hole (plus a feathered band of one cell around it) or the new margin is replaced,
   every other pixel is the input's, bit for bit. Frames two windows share are
@@ -16,7 +17,9 @@ The model edits T frames at H x W. Here a video streams through it:
   window; the input frames are kept and the new ones go in between.
 
 Frames are read and written one at a time (video.iter_frames / VideoWriter), so memory
-depends on the window and the frame size, never on the video's length.
+depends on the window and the frame size, never on the video's length. A tensor goes the
+same way (`Source.from_tensor`, `Output` without a path), so the Python API on tensors and
+the command on files give the same pictures.
 """
 
 from __future__ import annotations
@@ -36,13 +39,21 @@ import torch
 import torch.nn.functional as F
 
 from . import geometry as geo
-from . import masks
 from . import video as vio
+from .composite import seamless
+from .decoding import DecodeOptions, make_generator
 from .errors import InputError, OutOfMemoryError, UsageError
-from .masks import Mask
-from .model import OUTPAINT_TASK, DecodeOptions, Magvit, ModelConfig, seamless
+from . import masks
+from .model import Magvit, ModelConfig
 
 MAX_NEW_FRAMES = 100_000  # frame prediction: past this a typo would run for days and fill the disk
+
+# --direction -> official task: "horizontal" grows the canvas left and right, so the known
+# region is the central vertical strip (outpainting_v), and so on.
+OUTPAINT_TASK = {
+    "all": "outpainting_c", "horizontal": "outpainting_v", "left": "outpainting_v", "right": "outpainting_v",
+    "vertical": "outpainting_h", "up": "outpainting_h", "down": "outpainting_h", "dynamic": "outpainting_dv",
+}
 
 PREVIEW_HEIGHT = 360  # rows of each preview panel at most
 Step = Callable[[int], None]  # progress: called with the number of window-steps done
@@ -54,11 +65,16 @@ class EditOptions:
 
     window: int | None = None  # source frames per model window (default: the model's clip length)
     overlap: int | None = None  # frames shared by consecutive windows (default: one latent frame)
-    batch: int = 1  # windows (or frame pairs) per model call
+    batch: int | None = None  # windows (or frame pairs) per model call (None: as many as fit)
     composite: bool = True  # False: the raw model output at the model's size
     start: float | None = None  # seconds: edit only this part of the video
     end: float | None = None
-    preview: Path | None = None  # also write input | mask | output side by side here
+    preview: bool = False  # also write OUTPUT.preview.mp4: input | mask | output side by side
+    fps: float | None = None  # frame rate of a tensor input (default: the model's)
+
+    def __post_init__(self) -> None:
+        if self.batch is not None and self.batch < 1:
+            raise UsageError(f"--batch must be >= 1, got {self.batch}")
 
 
 # ---------------------------------------------------------------------------- input
@@ -71,10 +87,31 @@ class Source:
     def __init__(self, path: str | Path, start: float | None = None, end: float | None = None):
         self.path = Path(path)
         self.info = vio.probe(self.path)
+        self.video: torch.Tensor | None = None
+        self._cut(self.info.num_frames, start, end)
+
+    @classmethod
+    def from_tensor(cls, video: torch.Tensor, fps: float, start: float | None = None,
+                    end: float | None = None) -> Source:
+        """A video held as a float tensor [3, T, H, W] in [0, 1]."""
+        if video.dim() != 4 or video.shape[0] != 3 or min(video.shape[1:]) < 1:
+            raise UsageError(f"expected a video tensor [3, T, H, W] or [B, 3, T, H, W], got {list(video.shape)}")
+        source = cls.__new__(cls)
+        source.path = Path("<tensor>")
+        T, H, W = video.shape[1:]
+        rate = vio.as_fps(fps)
+        source.info = vio.VideoInfo(path=source.path, container="tensor", codec="float32", width=W, height=H,
+                                    num_frames=T, frames_counted=True, fps=rate, duration=float(T / rate),
+                                    rotation=0, pix_fmt="rgb", bit_depth=8, variable_frame_rate=False,
+                                    has_audio=False, audio_codec=None)
+        source.video = video.detach().float().cpu().clamp(0, 1)
+        source._cut(T, start, end)
+        return source
+
+    def _cut(self, total: int, start: float | None, end: float | None) -> None:
         self.fps = self.info.fps
         self.size = (self.info.height, self.info.width)
         self.notes: list[str] = []
-        total = self.info.num_frames
         if self.info.variable_frame_rate:  # the timeline's length at the average rate
             total = max(1, round(self.info.duration * self.fps))
             self.notes.append(f"{self.path.name} has a variable frame rate: resampled to a constant "
@@ -102,6 +139,8 @@ class Source:
 
     def frames(self) -> Iterator[np.ndarray]:
         """RGB uint8 [H, W, 3] frames of the segment, one at a time."""
+        if self.video is not None:
+            return (_to_uint8(self.video[:, i]) for i in range(self.first, self.stop))
         if not self.info.variable_frame_rate:
             return vio.iter_frames(self.path, self.first, self.stop)
         steady = _constant_rate(vio.iter_timed_frames(self.path), self.fps, self.total)
@@ -140,9 +179,10 @@ class Runner:
     policy: on a CUDA OOM, retry once with half the batch, then fail cleanly."""
 
     def __init__(self, model: Magvit, options: DecodeOptions, batch: int, progress: Step | None):
-        self.model, self.options, self.batch = model, options, max(1, batch)
+        self.model, self.options = model, options
         self.progress = progress or (lambda n: None)
-        self.generator = model._generator(options)
+        self.batch = max(1, batch or 1)
+        self.generator = make_generator(model.device, options.seed)
         self.calls = 0
         self.notes: list[str] = []
         self.retried = False
@@ -178,15 +218,18 @@ class Runner:
 
 
 class Output:
-    """The output video (and the preview), written as frames come; VideoWarnings become notes."""
+    """The output video (and the preview), written as frames come; VideoWarnings become notes.
+    Without a path the frames are kept in memory instead (`video()`)."""
 
-    def __init__(self, path: Path, fps: Fraction, source: Source, edit: EditOptions):
-        self.path, self.fps, self.notes = Path(path), fps, []
-        self.writer = vio.VideoWriter(path, fps, audio_from=source.audio_from, audio_start=source.audio_start,
-                                      inputs=[source.path])
-        self.preview = None
-        if edit.preview is not None:
-            self.preview = vio.VideoWriter(edit.preview, fps, inputs=[source.path, path])
+    def __init__(self, path: Path | None, fps: Fraction, source: Source, edit: EditOptions):
+        self.path, self.fps, self.notes = path, fps, []
+        self.kept: list[np.ndarray] | None = [] if path is None else None
+        self.writer = None if path is None else vio.VideoWriter(
+            path, fps, audio_from=source.audio_from, audio_start=source.audio_start, inputs=[source.path])
+        self.preview = self.preview_path = None
+        if edit.preview and path is not None:
+            self.preview_path = preview_path(path)
+            self.preview = vio.VideoWriter(self.preview_path, fps, inputs=[source.path, path])
         self.frames = 0
         self.size: tuple[int, int] | None = None
 
@@ -194,6 +237,8 @@ class Output:
         self._warnings = warnings.catch_warnings(record=True)
         self._caught = self._warnings.__enter__()
         warnings.simplefilter("always", vio.VideoWarning)
+        if self.writer is None:
+            return self
         self.writer.__enter__()
         if self.preview is not None:
             try:
@@ -209,7 +254,8 @@ class Output:
                 self.preview.__exit__(exc_type, exc, tb)
         finally:
             try:
-                self.writer.__exit__(exc_type, exc, tb)
+                if self.writer is not None:
+                    self.writer.__exit__(exc_type, exc, tb)
             finally:
                 self._warnings.__exit__(None, None, None)
                 for w in self._caught:
@@ -219,11 +265,25 @@ class Output:
     def write(self, frame: np.ndarray, panels: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Append an output frame; `panels` (input panel, mask panel), both at the frame's
         size, go into the preview beside it."""
-        self.writer.write(frame)
+        if self.writer is None:
+            self.kept.append(frame)
+        else:
+            self.writer.write(frame)
         self.frames += 1
         self.size = frame.shape[:2]
         if self.preview is not None and panels is not None:
             self.preview.write(_side_by_side([panels[0], panels[1], frame]))
+
+
+    def video(self) -> torch.Tensor:
+        """The frames kept in memory as a float tensor [3, T, H, W] in [0, 1]."""
+        return vio.frames_to_tensor(np.stack(self.kept))
+
+
+def preview_path(output: Path) -> Path:
+    """clip.inpaint.mp4 -> clip.inpaint.preview.mp4 (frame folders: out -> out.preview.mp4)."""
+    stem = output.stem if output.suffix else output.name
+    return output.with_name(f"{stem}.preview.mp4")
 
 
 def _side_by_side(panels: list[np.ndarray]) -> np.ndarray:
@@ -253,6 +313,65 @@ def _mask_panel(alpha: torch.Tensor) -> np.ndarray:
 def _time_matrix(n_out: int, n_in: int) -> torch.Tensor:
     """Resampling of n_in frames onto n_out frames spanning the same time."""
     return geo.resample_matrix(n_out, n_in, 0, n_in)
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+class Job(ABC):
+    """One task over one source: its schedule, its plan (--dry-run) and its run."""
+
+    task: str
+
+    def __init__(self, config: ModelConfig, source: Source, edit: EditOptions):
+        self.config, self.source, self.edit = config, source, edit
+        self.notes: list[str] = list(source.notes)
+
+    @property
+    def canvas(self) -> tuple[int, int]:
+        """(height, width) of the output frames."""
+        return self.source.size
+
+    @property
+    @abstractmethod
+    def model_windows(self) -> int:
+        """Model windows the run decodes."""
+
+    def total_steps(self, options: DecodeOptions) -> int:
+        return self.model_windows * options.steps
+
+    @abstractmethod
+    def held_frames(self, batch: int) -> int:
+        """Source frames the run keeps in memory at once with `batch` windows per call."""
+
+    @abstractmethod
+    def settings(self) -> dict:
+        """The job's own parameters, as reported with a result."""
+
+    @abstractmethod
+    def plan(self) -> dict:
+        """What a run would do, without running the model."""
+
+    @abstractmethod
+    def run(self, model: Magvit, output: Path | None, options: DecodeOptions, progress: Step | None = None) -> dict:
+        """Edit the source into `output` (None: keep the frames, returned as `video`)."""
+
+    def _plan(self, view: geo.View, frames: int, fps: Fraction, calls: int, **extra) -> dict:
+        T, H, W = self.config.num_frames, *self.config.resolution
+        return {"task": self.task, "input": self.source.describe(),
+                "output": {"width": self.canvas[1], "height": self.canvas[0], "frames": frames, "fps": str(fps)},
+                "model_clip": f"{T}x{H}x{W}", "token_grid": "x".join(map(str, self.config.latent_shape)),
+                "view": view.to_dict(), "padding": view.padding(self.canvas), **extra,
+                "windows": self.model_windows, "batch": self.edit.batch or 1, "model_calls": calls}
+
+    def _result(self, out: Output, runner: Runner, windows: int, **extra) -> dict:
+        height, width = out.size
+        result = {"frames": out.frames, "width": width, "height": height, "fps": str(out.fps),
+                  "duration": round(float(out.frames / out.fps), 4), **extra,
+                  "windows": windows, "model_calls": runner.calls, "notes": self.notes + runner.notes + out.notes}
+        if out.path is None:
+            return {**result, "video": out.video()}
+        return {"output": str(out.path), **result, **({"preview": str(out.preview_path)} if out.preview else {})}
 
 
 # ---------------------------------------------------------------------------- whole-clip tasks
@@ -299,15 +418,14 @@ class Layer:
     weight: float
 
 
-class ClipJob(ABC):
+class ClipJob(Job):
     """Inpainting and outpainting: every frame is edited in place, window by window."""
 
-    task: str
     padding: str
     paste_outside: bool  # whether generated cells past the input (margins) are pasted back
 
     def __init__(self, config: ModelConfig, source: Source, edit: EditOptions):
-        self.config, self.source, self.edit = config, source, edit
+        super().__init__(config, source, edit)
         self.clip = (config.num_frames, *config.resolution)
         self.grid = config.latent_shape
         self.cell = geo.cell_size(self.clip, self.grid)
@@ -323,13 +441,8 @@ class ClipJob(ABC):
         self.to_model_time = _time_matrix(T, self.window)
         self.from_model_time = _time_matrix(self.window, T)
         self.time_cover = geo.coverage_matrix(T, self.window, 0, self.window)
-        self.notes: list[str] = list(source.notes)
 
     # -- what a subclass defines
-
-    @property
-    def canvas(self) -> tuple[int, int]:
-        return self.source.size
 
     def offset(self, index: int) -> tuple[int, int]:
         return (0, 0)
@@ -350,8 +463,11 @@ class ClipJob(ABC):
     def model_windows(self) -> int:
         return len(self.starts(self.source.num_frames))
 
-    def total_steps(self, options: DecodeOptions) -> int:
-        return self.model_windows * options.steps
+    def held_frames(self, batch: int) -> int:
+        return self.window + (batch - 1) * self.stride + self.window  # one batch of windows and their overlap
+
+    def settings(self) -> dict:
+        return {"window": self.window, "overlap": self.overlap}
 
     # -- geometry of a window (no pixels needed: --show-mask and --dry-run use it too)
 
@@ -466,8 +582,7 @@ class ClipJob(ABC):
             if queue:
                 process(queue)
             emit(count)
-        notes = self.notes + runner.notes + out.notes
-        return self.result(out, runner, notes, count)
+        return self.result(out, runner, count)
 
     def write_frame(self, out: Output, index: int, frame: np.ndarray, covering: list[Window]) -> None:
         layers = self.layers(index, covering)
@@ -553,33 +668,21 @@ class ClipJob(ABC):
     def input_panel(self, index: int, frame: np.ndarray) -> np.ndarray:
         return frame
 
-    def result(self, out: Output, runner: Runner, notes: list[str], count: int) -> dict:
-        height, width = out.size
-        return {"output": str(out.path), "frames": out.frames, "width": width, "height": height,
-                "fps": str(out.fps), "duration": round(float(out.frames / out.fps), 4),
-                "windows": len(self.starts(count)), "model_calls": runner.calls,
-                "notes": notes, **({"preview": str(self.edit.preview)} if self.edit.preview else {})}
+    def result(self, out: Output, runner: Runner, count: int) -> dict:
+        return self._result(out, runner, len(self.starts(count)))
 
     # -- the plan
 
     def plan(self) -> dict:
-        first = self.starts(self.source.num_frames)[0]
-        holes = [self.hole(i) for i in range(first[1])]
-        window = self.geometry(first[0], first[1], holes)
-        T, H, W = self.clip
-        cell_px = [self.cell[0], round(self.cell[1] * window.view.scale, 2), round(self.cell[2] * window.view.scale, 2)]
-        windows = self.starts(self.source.num_frames)
-        return {
-            "task": self.task, "input": self.source.describe(),
-            "output": {"width": self.canvas[1], "height": self.canvas[0], "frames": self.source.num_frames,
-                       "fps": str(self.source.fps)},
-            "model_clip": f"{T}x{H}x{W}", "token_grid": "x".join(map(str, self.grid)),
-            "view": window.view.to_dict(), "padding": window.view.padding(self.canvas),
-            "cell_source_px": {"frames": cell_px[0], "height": cell_px[1], "width": cell_px[2]},
-            "windows": len(windows), "window": self.window, "overlap": self.overlap, "batch": self.edit.batch,
-            "model_calls": math.ceil(len(windows) / self.edit.batch),
-            "generated_cells_first_window": int(window.cells.sum()), "cells_per_window": window.cells.numel(),
-        }
+        start, length = self.starts(self.source.num_frames)[0]
+        window = self.geometry(start, length, [self.hole(i) for i in range(length)])
+        scale = window.view.scale
+        return self._plan(
+            window.view, self.source.num_frames, self.source.fps, math.ceil(self.model_windows / (self.edit.batch or 1)),
+            cell_source_px={"frames": self.cell[0], "height": round(self.cell[1] * scale, 2),
+                            "width": round(self.cell[2] * scale, 2)},
+            window=self.window, overlap=self.overlap,
+            generated_cells_first_window=int(window.cells.sum()), cells_per_window=window.cells.numel())
 
 
 @dataclass
@@ -595,13 +698,14 @@ class InpaintJob(ClipJob):
     padding = "constant"  # the official inpainting padding
     paste_outside = False
 
-    def __init__(self, config: ModelConfig, source: Source, edit: EditOptions, mask: Mask):
+    def __init__(self, config: ModelConfig, source: Source, edit: EditOptions, mask: str = "box", dilate: int = 0):
         super().__init__(config, source, edit)
-        self.mask = mask
+        self.dilate = dilate
+        self.mask = masks.parse_mask(mask, source.size, source.first + source.num_frames, source.fps, dilate)
         # Both inpainting tasks share one task token; the id only says which region the
         # paper's task had (and which one the model must have been trained for).
-        self.task = "inpainting_c" if mask.static else "inpainting_dv"
-        self.notes += mask.notes
+        self.task = "inpainting_c" if self.mask.static else "inpainting_dv"
+        self.notes += self.mask.notes
 
     def hole(self, index: int) -> torch.Tensor | None:
         hole = self.mask.at(self.source.first + index)
@@ -678,9 +782,11 @@ class InpaintJob(ClipJob):
             entry["hole_frames"] = [first + int(int(cells[0]) * per_cell), first + last]
         return entry
 
-    def result(self, out, runner, notes, count) -> dict:
-        return {**super().result(out, runner, notes, count),
-                "mask": {**self.mask.describe(), "windows": self.summaries}}
+    def settings(self) -> dict:
+        return {"mask": self.mask.spec, "dilate": self.dilate, **super().settings()}
+
+    def result(self, out, runner, count) -> dict:
+        return {**super().result(out, runner, count), "mask": {**self.mask.describe(), "windows": self.summaries}}
 
 
 class OutpaintJob(ClipJob):
@@ -693,7 +799,7 @@ class OutpaintJob(ClipJob):
         super().__init__(config, source, edit)
         if direction not in OUTPAINT_TASK:
             raise UsageError(f"unknown --direction {direction!r}", f"use one of {', '.join(OUTPAINT_TASK)}")
-        self.direction = direction
+        self.direction, self.amount = direction, amount or "50%"
         self.task = OUTPAINT_TASK[direction]
         self.padding = "constant" if direction == "dynamic" else "edge"  # official OPD / OPC-OPV-OPH
         height, width = source.size
@@ -755,8 +861,11 @@ class OutpaintJob(ClipJob):
         plan["margins"] = self.margins
         return plan
 
-    def result(self, out, runner, notes, count) -> dict:
-        return {**super().result(out, runner, notes, count), "margins": self.margins}
+    def settings(self) -> dict:
+        return {"direction": self.direction, "amount": self.amount, **super().settings()}
+
+    def result(self, out, runner, count) -> dict:
+        return {**super().result(out, runner, count), "margins": self.margins}
 
 
 def parse_amount(amount: str | None, size: int) -> int:
@@ -779,12 +888,13 @@ def parse_amount(amount: str | None, size: int) -> int:
 # ---------------------------------------------------------------------------- prediction
 
 
-class PredictJob:
+class PredictJob(Job):
     """Frame prediction: the input frames unchanged, then `frames` new ones, each model
     window conditioned on the last `cond_frames` frames so far."""
 
     def __init__(self, config: ModelConfig, source: Source, edit: EditOptions, frames: int | None = None,
                  cond_frames: int = 1, label: int | str | None = None):
+        super().__init__(config, source, edit)
         T = config.num_frames
         if not 1 <= cond_frames < T:
             raise UsageError(f"--cond-frames must be in [1, {T - 1}] for this model, got {cond_frames}")
@@ -795,77 +905,74 @@ class PredictJob:
         if source.num_frames < cond_frames:
             raise UsageError(f"{source.path.name} has {source.num_frames} frames but --cond-frames {cond_frames} "
                              "were asked for")
-        self.config, self.source, self.edit = config, source, edit
         self.cond_frames, self.label = cond_frames, label
         self.task = "frame_prediction_c" if label is not None else "frame_prediction"
         self.view = geo.letterbox(source.size, config.resolution)
-        self.windows = math.ceil(self.frames / self.per_window)
 
     @property
     def model_windows(self) -> int:
-        return self.windows
+        return math.ceil(self.frames / self.per_window)
 
-    def total_steps(self, options: DecodeOptions) -> int:
-        return self.windows * options.steps
+    def held_frames(self, batch: int) -> int:
+        return self.cond_frames + 1
 
-    def run(self, model: Magvit, output: Path, options: DecodeOptions, progress: Step | None = None) -> dict:
+    def settings(self) -> dict:
+        return {"frames": self.frames, "cond_frames": self.cond_frames, "class": self.label}
+
+    def run(self, model: Magvit, output: Path | None, options: DecodeOptions, progress: Step | None = None) -> dict:
         runner = Runner(model, options, 1, progress)
         sampler = geo.Sampler(self.view, self.source.size)
         region = (0, 0, self.source.size[1], self.source.size[0])
+        labels = model.labels(self.label, 1)
         history: list[np.ndarray] = []
         composite = self.edit.composite
         with Output(output, self.source.fps, self.source, self.edit) as out:
-            black = None
             count = 0
             for count, frame in enumerate(self.source.frames(), start=1):
                 if composite:
-                    black = np.zeros(frame.shape[:2], np.uint8)
-                    out.write(frame, (frame, black))
+                    out.write(frame, (frame, np.zeros(frame.shape[:2], np.uint8)))
                 history = (history + [frame])[-self.cond_frames:]
             if count < self.cond_frames:
                 raise InputError(f"{self.source.path} has {count} frames but --cond-frames {self.cond_frames} "
                                  "were asked for")
-            clip = torch.stack([sampler.to_model(f) for f in history], dim=1).unsqueeze(0)
-            windows = model.predict_windows(clip, self.frames, self.cond_frames, self.label, options,
-                                            on_step=lambda step, steps: runner.progress(1),
-                                            generator=runner.generator)
+            seen = torch.stack([sampler.to_model(f) for f in history], dim=1).unsqueeze(0)  # [1, 3, c, H, W]
             blank = np.zeros((*self.source.size, 3), np.uint8)
             white = np.full(self.source.size, 255, np.uint8)
-            for new in windows:
+            left = self.frames
+            while left > 0:  # each window: the last frames so far, then their last one repeated
+                window = torch.cat([seen, seen[:, :, -1:].expand(-1, -1, self.per_window, -1, -1)], dim=2)
+                new = model.run_task(self.task, window, labels, options, lambda step, steps: runner.progress(1),
+                                     cond_frames=self.cond_frames, generator=runner.generator)[:, :, self.cond_frames:]
                 runner.calls += 1
-                for t in range(new.shape[2]):
+                seen = torch.cat([seen, new], dim=2)[:, :, -self.cond_frames:]
+                for t in range(min(left, self.per_window)):
                     image = new[0, :, t].cpu()
                     if composite:
                         out.write(_to_uint8(geo.from_model(self.view, region, image)), (blank, white))
                     else:
                         out.write(_to_uint8(image))
-        height, width = out.size
-        return {"output": str(out.path), "frames": out.frames, "width": width, "height": height,
-                "fps": str(out.fps), "duration": round(float(out.frames / out.fps), 4), "new_frames": self.frames,
-                "windows": self.windows, "model_calls": runner.calls, "notes": self.source.notes + out.notes,
-                **({"preview": str(self.edit.preview)} if self.edit.preview else {})}
+                left -= self.per_window
+        return self._result(out, runner, self.model_windows, new_frames=self.frames)
 
     def plan(self) -> dict:
-        T, H, W = self.config.num_frames, *self.config.resolution
-        return {"task": self.task, "input": self.source.describe(),
-                "output": {"width": self.source.size[1], "height": self.source.size[0],
-                           "frames": self.source.num_frames + self.frames, "fps": str(self.source.fps)},
-                "model_clip": f"{T}x{H}x{W}", "token_grid": "x".join(map(str, self.config.latent_shape)),
-                "view": self.view.to_dict(), "padding": self.view.padding(self.source.size),
-                "windows": self.windows, "cond_frames": self.cond_frames, "batch": 1, "model_calls": self.windows}
+        return self._plan(self.view, self.source.num_frames + self.frames, self.source.fps, self.model_windows,
+                          cond_frames=self.cond_frames)
 
 
 # ---------------------------------------------------------------------------- interpolation
 
 
-class InterpolateJob:
+class InterpolateJob(Job):
     """Frame interpolation: raise the frame rate by `factor` or to `fps`. Output frame k is at
     k / ratio input frames; input frames that land on the output timeline are kept as they
     are, the others come from the model window of their pair of input frames (the model's
     T - 2 in-between frames, the nearest one)."""
 
+    task = "frame_interpolation"
+
     def __init__(self, config: ModelConfig, source: Source, edit: EditOptions, factor: int | None = None,
                  fps: str | Fraction | None = None):
+        super().__init__(config, source, edit)
         T = config.num_frames
         if factor is not None and fps is not None:
             raise UsageError("give --factor or --fps, not both")
@@ -885,10 +992,9 @@ class InterpolateJob:
                              f"between two input frames), asked for {float(ratio):.3f}x")
         if source.num_frames < 2:
             raise InputError(f"{source.path} has a single frame: interpolation needs at least two")
-        self.config, self.source, self.edit = config, source, edit
+        self.factor, self.target_fps = factor, fps
         self.ratio, self.fps = ratio, target
         self.view = geo.letterbox(source.size, config.resolution)
-        self.task = "frame_interpolation"
         pairs = [self.pair_outputs(i) for i in range(source.num_frames - 1)]
         self.model_pairs = sum(1 for p in pairs if self.needs_model(p))
         self.out_frames = math.floor((source.num_frames - 1) * ratio) + 1
@@ -916,10 +1022,13 @@ class InterpolateJob:
     def model_windows(self) -> int:
         return self.model_pairs
 
-    def total_steps(self, options: DecodeOptions) -> int:
-        return self.model_pairs * options.steps
+    def held_frames(self, batch: int) -> int:
+        return 2 * (batch + 1)  # the pairs of one batch
 
-    def run(self, model: Magvit, output: Path, options: DecodeOptions, progress: Step | None = None) -> dict:
+    def settings(self) -> dict:
+        return {"factor": self.factor, "fps": self.target_fps}
+
+    def run(self, model: Magvit, output: Path | None, options: DecodeOptions, progress: Step | None = None) -> dict:
         runner = Runner(model, options, self.edit.batch, progress)
         sampler = geo.Sampler(self.view, self.source.size)
         region = (0, 0, self.source.size[1], self.source.size[0])
@@ -932,12 +1041,14 @@ class InterpolateJob:
                 work = [q for q in queue if self.needs_model(q[3])]
                 windows = {}
                 if work:
-                    firsts = torch.stack([sampler.to_model(q[1]) for q in work])
-                    lasts = torch.stack([sampler.to_model(q[2]) for q in work])
+                    firsts = torch.stack([sampler.to_model(q[1]) for q in work]).unsqueeze(2)
+                    lasts = torch.stack([sampler.to_model(q[2]) for q in work]).unsqueeze(2)
+                    # One model window per pair: the first keyframe, its copies, the last keyframe.
+                    video = torch.cat([firsts, firsts.expand(-1, -1, T - 2, -1, -1), lasts], dim=2)
 
                     def call(generator, part, on_step):
-                        return model.interpolate(firsts[part], lasts[part], options=options, on_step=on_step,
-                                                 generator=generator)
+                        return model.run_task(self.task, video[part], options=options, on_step=on_step,
+                                              generator=generator)
 
                     for q, result in zip(work, runner(call, len(work))):
                         windows[q[0]] = result
@@ -970,60 +1081,8 @@ class InterpolateJob:
             if ((count - 1) * self.ratio).denominator == 1:  # the last input frame is on the timeline
                 queue[-1][3].append(("input", count - 1))
             flush()
-        height, width = out.size
-        return {"output": str(out.path), "frames": out.frames, "width": width, "height": height,
-                "fps": str(out.fps), "duration": round(float(out.frames / out.fps), 4),
-                "factor": str(self.ratio), "windows": self.model_pairs, "model_calls": runner.calls,
-                "notes": self.source.notes + runner.notes + out.notes,
-                **({"preview": str(self.edit.preview)} if self.edit.preview else {})}
+        return self._result(out, runner, self.model_pairs, factor=str(self.ratio))
 
     def plan(self) -> dict:
-        T, H, W = self.config.num_frames, *self.config.resolution
-        return {"task": self.task, "input": self.source.describe(),
-                "output": {"width": self.source.size[1], "height": self.source.size[0], "frames": self.out_frames,
-                           "fps": str(self.fps)},
-                "model_clip": f"{T}x{H}x{W}", "token_grid": "x".join(map(str, self.config.latent_shape)),
-                "view": self.view.to_dict(), "padding": self.view.padding(self.source.size),
-                "factor": str(self.ratio), "windows": self.model_pairs, "batch": self.edit.batch,
-                "model_calls": math.ceil(self.model_pairs / self.edit.batch)}
-
-
-# ---------------------------------------------------------------------------- one call per task
-
-
-def inpaint_video(model: Magvit, path: str | Path, output: str | Path, mask: str = "box", dilate: int = 0,
-                  edit: EditOptions | None = None, options: DecodeOptions | None = None,
-                  progress: Step | None = None) -> dict:
-    """Fill `mask` (any --mask form, see masks.py) in the video at `path`; write `output`."""
-    edit = edit or EditOptions()
-    source = Source(path, edit.start, edit.end)
-    parsed = masks.parse_mask(mask, source.size, source.first + source.num_frames, source.fps, dilate)
-    return InpaintJob(model.config, source, edit, parsed).run(model, Path(output), options or DecodeOptions(),
-                                                               progress)
-
-
-def outpaint_video(model: Magvit, path: str | Path, output: str | Path, direction: str = "all",
-                   amount: str | None = None, edit: EditOptions | None = None,
-                   options: DecodeOptions | None = None, progress: Step | None = None) -> dict:
-    """Grow the canvas of the video at `path` (--direction, --amount); write `output`."""
-    edit = edit or EditOptions()
-    job = OutpaintJob(model.config, Source(path, edit.start, edit.end), edit, direction, amount)
-    return job.run(model, Path(output), options or DecodeOptions(), progress)
-
-
-def predict_video(model: Magvit, path: str | Path, output: str | Path, frames: int | None = None,
-                  cond_frames: int = 1, label: int | str | None = None, edit: EditOptions | None = None,
-                  options: DecodeOptions | None = None, progress: Step | None = None) -> dict:
-    """Continue the video at `path` by `frames` frames; write input + new frames to `output`."""
-    edit = edit or EditOptions()
-    job = PredictJob(model.config, Source(path, edit.start, edit.end), edit, frames, cond_frames, label)
-    return job.run(model, Path(output), options or DecodeOptions(), progress)
-
-
-def interpolate_video(model: Magvit, path: str | Path, output: str | Path, factor: int | None = None,
-                      fps: str | Fraction | None = None, edit: EditOptions | None = None,
-                      options: DecodeOptions | None = None, progress: Step | None = None) -> dict:
-    """Raise the frame rate of the video at `path` by `factor` or to `fps`; write `output`."""
-    edit = edit or EditOptions()
-    job = InterpolateJob(model.config, Source(path, edit.start, edit.end), edit, factor, fps)
-    return job.run(model, Path(output), options or DecodeOptions(), progress)
+        return self._plan(self.view, self.out_frames, self.fps, math.ceil(self.model_pairs / (self.edit.batch or 1)),
+                          factor=str(self.ratio))

@@ -39,11 +39,12 @@ import torch
 from . import tasks
 from .c3d import load_c3d
 from .data import VideoClipDataset, decode_frames, resize_crop, seed_for
-from .errors import InputError, OutputError, UsageError
+from .errors import InputError, ModelError, OutputError, UsageError
 from .i3d import installed_weights, load_i3d, resize_bilinear
 from .lpips import load_lpips
 from .metrics import best_of, frechet_distance_folds, inception_score_folds, mean_folds, psnr, region_psnr, ssim
-from .model import DecodeOptions, Magvit
+from .decoding import DecodeOptions
+from .model import Magvit
 
 TASKS = ("fp", "fi", "opc", "opv", "oph", "opd", "ipc", "ipd", "cg", "cfp", "recon")
 METRICS = ("fvd", "is", "psnr", "ssim", "lpips")
@@ -178,6 +179,7 @@ def evaluate(
     baselines: bool = False,
     output: str | os.PathLike | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    force: bool = False,
 ) -> dict:
     """Generate `samples` x `folds` samples of `task` from the clips in `data` (a folder of
     videos, class sub-folders for labels, or a .csv/.jsonl manifest) and score them.
@@ -192,7 +194,7 @@ def evaluate(
     Returns the JSON-ready result, also written to `output` when given.
     """
     started = time.perf_counter()
-    task_id = _task_id(model, task)
+    task_id = _task_id(model, task, force)
     protocol = _resolve_protocol(protocol, samples, folds, steps, schedule, choice_temperature, cond_frames,
                                  best_of_trials)
     if batch_size < 1:
@@ -217,7 +219,10 @@ def evaluate(
                          hint="raise --samples, or give more videos")
 
     device = model.device
-    networks, sources = _load_networks(chosen, i3d, c3d, lpips, device)
+    networks, sources, skipped = _load_networks(chosen, i3d, c3d, lpips, device, named=metrics is not None)
+    chosen = [m for m in chosen if m not in skipped]
+    if not chosen:
+        raise next(iter(skipped.values()))
     seen: set[int] = set()  # clips whose real features and baselines are scored
     real_features: dict[int, torch.Tensor] = {}
     # A baseline is a function of its real clip: each clip's baselines are scored once.
@@ -321,6 +326,7 @@ def evaluate(
         **({"baselines": scored} if baselines else {}),
         "device": str(device),
         "feature_extractors": sources,
+        **({"skipped": {metric: str(error) for metric, error in skipped.items()}} if skipped else {}),
         "seconds": round(time.perf_counter() - started, 3),
     }
     if output is not None:
@@ -328,15 +334,16 @@ def evaluate(
     return result
 
 
-def _task_id(model: Magvit, task: str) -> str | None:
-    """Official task id of a paper short name, None for `recon` (tokenizer only)."""
+def _task_id(model: Magvit, task: str, force: bool) -> str | None:
+    """Official task id of a paper short name, None for `recon` (tokenizer only); refuses a
+    task the model was not trained for unless `force`."""
     name = task.lower()
     if name not in TASKS:
         raise UsageError(f"unknown task {task!r}", hint=f"use one of {', '.join(TASKS)}")
     if name == "recon":
         return None
     task_id = tasks.get_task(name).id
-    model._require(task_id)
+    model.check_task(task_id, force)
     return task_id
 
 
@@ -422,9 +429,10 @@ def _check_region(task_id: str | None, region: str, baselines: bool, chosen: lis
     return [m for m in chosen if m not in whole]
 
 
-def _load_networks(chosen: list[str], i3d, c3d, lpips, device) -> tuple[dict[str, torch.nn.Module], dict[str, str]]:
-    """The metric networks the chosen metrics need, and where each came from (for the result)."""
-    networks, sources = {}, {}
+def _load_networks(chosen: list[str], i3d, c3d, lpips, device, named: bool):
+    """The metric networks the chosen metrics need, where each came from (for the result), and
+    the metrics skipped for want of weights -> why. A metric the user `named` must load."""
+    networks, sources, skipped = {}, {}, {}
     if "fvd" in chosen and i3d is None:
         i3d = installed_weights()  # load_i3d explains what to supply when this is None too
     for metric, given, loader in (("fvd", i3d, load_i3d), ("is", c3d, load_c3d), ("lpips", lpips, load_lpips)):
@@ -432,9 +440,14 @@ def _load_networks(chosen: list[str], i3d, c3d, lpips, device) -> tuple[dict[str
             continue
         if isinstance(given, torch.nn.Module):
             networks[metric], sources[metric] = given.to(device), f"{type(given).__name__} given in memory"
-        else:
+            continue
+        try:
             networks[metric], sources[metric] = loader(given, device), str(given)
-    return networks, sources
+        except ModelError as e:
+            if named or given is not None:  # asked for by name, or weights given that do not load
+                raise
+            skipped[metric] = e
+    return networks, sources, skipped
 
 
 def _generate(model: Magvit, task_id: str | None, real: torch.Tensor, labels: torch.Tensor | None,

@@ -189,11 +189,21 @@ def nearest_from_model(view: View, region: tuple[int, int, int, int], image: tor
     return image[rows][:, cols]
 
 
-def region_of(view: View, canvas: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The canvas pixels the view covers, (x0, y0, x1, y1), clipped to the canvas."""
-    height, width = canvas
-    return (max(0, math.floor(view.x)), max(0, math.floor(view.y)),
-            min(width, math.ceil(view.x + view.w)), min(height, math.ceil(view.y + view.h)))
+def fit_center(video: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, str | None]:
+    """Frames of `video` [B, 3, T, h, w] resized (aspect kept, antialiased) to cover `size`
+    (H, W) and centre-cropped to it; and a note saying what was done (None: nothing)."""
+    H, W = size
+    B, C, T, h, w = video.shape
+    if (h, w) == (H, W):
+        return video, None
+    scale = max(H / h, W / w)
+    rh, rw = max(H, round(h * scale)), max(W, round(w * scale))
+    frames = video.permute(0, 2, 1, 3, 4).reshape(B * T, C, h, w).float()
+    frames = F.interpolate(frames, size=(rh, rw), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (rh - H) // 2, (rw - W) // 2
+    frames = frames[:, :, top:top + H, left:left + W].clamp(0, 1)
+    note = f"resized {w}x{h} to {rw}x{rh}" + (f" and cropped to {W}x{H}" if (rh, rw) != (H, W) else "")
+    return frames.reshape(B, T, C, H, W).permute(0, 2, 1, 3, 4), note
 
 
 # ---------------------------------------------------------------- the token grid

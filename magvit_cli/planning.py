@@ -21,7 +21,8 @@ from . import decoding
 from . import geometry as geo
 from . import video as vio
 from .errors import OutOfMemoryError
-from .model import DecodeOptions, Magvit, ModelConfig
+from .decoding import DecodeOptions
+from .model import Magvit, ModelConfig
 
 GIB = 1024 ** 3
 RUNTIME_BYTES = 100 * 1024 ** 2  # buffers the first model call allocates (oneDNN, allocator caches)
@@ -69,26 +70,12 @@ def frame_bytes(source: tuple[int, int], canvas: tuple[int, int], held_frames: i
     return held_frames * source[0] * source[1] * 3 + 12 * canvas[0] * canvas[1] * 3 * 4
 
 
-def held_frames(job, batch: int) -> int:
-    """Source frames a job keeps in memory at once."""
-    window = getattr(job, "window", None)
-    if window is not None:  # ClipJob: the windows of one batch and their overlap
-        return window + (batch - 1) * job.stride + window
-    if hasattr(job, "cond_frames"):  # PredictJob: the condition frames
-        return job.cond_frames + 1
-    return 2 * (batch + 1)  # InterpolateJob: the pairs of one batch
-
-
-def canvas_of(job) -> tuple[int, int]:
-    return job.canvas if hasattr(job, "canvas") else job.source.size
-
-
 def estimate_memory(job, config: ModelConfig, batch: int, device: torch.device, guidance: bool = False) -> dict:
     """Bytes the run adds to a process that holds the model already: `device` (CUDA
     activations; 0 on CPU) and `host` (frames, plus the activations on CPU); and the
     expected peaks of the whole process: `peak_host`, `peak_device`."""
     work = activation_bytes(config, batch, guidance)
-    frames = frame_bytes(job.source.size, canvas_of(job), held_frames(job, batch))
+    frames = frame_bytes(job.source.size, job.canvas, job.held_frames(batch))
     if device.type == "cuda":
         need = {"device": work, "host": frames}
         peak_device = model_bytes(config) + work
@@ -111,7 +98,7 @@ def auto_batch(job, config: ModelConfig, device: torch.device, guidance: bool = 
         need = estimate_memory(job, config, b, device, guidance)
         if need["peak_device" if device.type == "cuda" else "peak_host"] > budget:
             break
-        if frame_bytes(job.source.size, canvas_of(job), held_frames(job, b)) > FRAME_BUDGET:
+        if frame_bytes(job.source.size, job.canvas, job.held_frames(b)) > FRAME_BUDGET:
             break
         batch = b
     return batch

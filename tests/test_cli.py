@@ -84,9 +84,14 @@ def test_generate_numbers_several_outputs(tiny_model_dir, tmp_path, capsys):
 def test_generate_in_batches_keeps_the_first_clips(tiny_model_dir, tmp_path, capsys, monkeypatch):
     """Clips are made a batch at a time (batch i with seed + i): asking for more clips
     with the same seed adds clips after the ones a smaller --count gave."""
-    from magvit_cli import cli
+    import magvit_cli
+    from magvit_cli import edit
 
-    monkeypatch.setattr(cli, "GENERATE_BATCH", 2)
+    monkeypatch.setattr(edit, "GENERATE_BATCH", 2)
+    model = magvit_cli.load_model(tiny_model_dir)
+    options = magvit_cli.DecodeOptions(seed=5, steps=2, dtype="float32")
+    two, three = (edit.generate(model, 1, count, options=options) for count in (2, 3))
+    assert three.shape == (3, 3, 16, 32, 32) and torch.equal(two, three[:2])
     frames = {}
     for count in (2, 3):
         base = tmp_path / f"c{count}" / "gen.mp4"
@@ -111,27 +116,34 @@ def test_generate_in_batches_keeps_the_first_clips(tiny_model_dir, tmp_path, cap
 
 def test_same_seed_same_output(tiny_model_dir):
     import magvit_cli
+    from magvit_cli import edit
 
     model = magvit_cli.load_model(tiny_model_dir)
     video = torch.rand(1, 3, 16, 32, 32, generator=torch.Generator().manual_seed(0))
     options = magvit_cli.DecodeOptions(seed=7, steps=5)
-    a = model.inpaint(video, "box", options=options)
-    b = model.inpaint(video, "box", options=options)
-    c = model.inpaint(video, "box", options=magvit_cli.DecodeOptions(seed=8, steps=5))
+    a = edit.inpaint(model, video, mask="box", options=options)
+    b = edit.inpaint(model, video, mask="box", options=options)
+    c = edit.inpaint(model, video, mask="box", options=magvit_cli.DecodeOptions(seed=8, steps=5))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
 
-def test_inpaint_composite_keeps_known_pixels(tiny_model_dir):
+def test_inpaint_tensor_keeps_known_pixels(tiny_model_dir):
+    """The tensor API edits like the command: only the hole (the central half, 4 px cells)
+    and a feathered band of half a cell around it change; the rest is the input's 8-bit value."""
     import magvit_cli
+    from magvit_cli import edit
 
     model = magvit_cli.load_model(tiny_model_dir)
-    video = torch.rand(1, 3, 16, 32, 32, generator=torch.Generator().manual_seed(1))
-    out = model.inpaint(video, "box", options=magvit_cli.DecodeOptions(seed=0, steps=3))
+    video = torch.rand(3, 16, 32, 32, generator=torch.Generator().manual_seed(1)).mul(255).round().div(255)
+    out = edit.inpaint(model, video, mask="box", options=magvit_cli.DecodeOptions(seed=0, steps=3))
+    assert out.shape == video.shape
     outside = torch.ones(32, 32, dtype=torch.bool)
-    outside[8:24, 8:24] = False
+    outside[6:26, 6:26] = False
     assert torch.equal(out[..., outside], video[..., outside])
-    assert not torch.equal(out[..., ~outside], video[..., ~outside])
+    hole = torch.zeros(32, 32, dtype=torch.bool)
+    hole[8:24, 8:24] = True
+    assert (out[..., hole] - video[..., hole]).abs().mean() > 0.05
 
 
 def test_default_output_name_and_no_partial_file_on_interrupt(clip, tiny_model_dir, capsys, monkeypatch):
@@ -232,22 +244,16 @@ def test_reconstruct_streams_windows_with_whole_clip_metrics(clip, tiny_model_di
     """reconstruct goes through the video a window at a time; its PSNR/SSIM are those of the
     whole clip's round trip (per-frame values averaged over every frame)."""
     import magvit_cli
-    from magvit_cli import metrics
+    from magvit_cli import edit, metrics
+    from magvit_cli.geometry import fit_center
 
     code, out, err = run(["reconstruct", clip, "--model", tiny_model_dir, "-o", tmp_path / "rec.mp4", "--json"],
                          capsys)
     assert code == 0, err
     result = json.loads(out)
     model = magvit_cli.load_model(tiny_model_dir)
-    video = model._fit(vio.frames_to_tensor(vio.read_video(clip)[0]).unsqueeze(0))
-    T = model.config.num_frames
-    recon = []
-    for start in range(0, video.shape[2], T):
-        window = video[:, :, start:start + T]
-        n = window.shape[2]
-        padded = torch.cat([window, window[:, :, -1:].expand(-1, -1, T - n, -1, -1)], dim=2)
-        recon.append(model.decode(model.encode(padded))[:, :, :n])
-    recon = torch.cat(recon, dim=2)
+    video, _ = fit_center(vio.frames_to_tensor(vio.read_video(clip)[0]).unsqueeze(0), model.config.resolution)
+    recon = edit.reconstruct(model, video)  # the same windows, on a tensor
     assert result["frames"] == video.shape[2] == 20
     assert result["psnr"] == pytest.approx(float(metrics.psnr(recon, video)[0]), abs=1e-3)
     assert result["ssim"] == pytest.approx(float(metrics.ssim(recon, video)[0]), abs=1e-4)
@@ -270,3 +276,20 @@ def test_info_on_an_example_clip_matches_the_container(tiny_model_dir, capsys):
         assert data["codec"] == stream.codec_context.name
         assert data["audio"] == bool(container.streams.audio)
 
+
+
+def test_old_temperature_flag_still_sets_the_choice_temperature(clip, tiny_model_dir, tmp_path, capsys):
+    """--temperature was the choice temperature's name: it keeps working, with a notice, and
+    gives what --choice-temperature gives; --sample-temperature is the other temperature."""
+    common = ["predict", clip, "--model", tiny_model_dir, "--steps", "2", "--seed", "4", "--frames", "4", "--json",
+              "--no-composite"]
+    code, out, err = run([*common, "--temperature", "0.5", "-o", tmp_path / "old"], capsys)
+    assert code == 0 and "--choice-temperature" in err
+    old = json.loads(out)
+    code, out, err = run([*common, "--choice-temperature", "0.5", "-o", tmp_path / "new"], capsys)
+    assert code == 0 and "note" not in err
+    new = json.loads(out)
+    assert old["settings"]["choice_temperature"] == new["settings"]["choice_temperature"] == 0.5
+    assert np.array_equal(vio.read_video(tmp_path / "old")[0], vio.read_video(tmp_path / "new")[0])  # PNG frames
+    code, out, err = run([*common, "--sample-temperature", "0.25", "-o", tmp_path / "cold.mp4"], capsys)
+    assert code == 0 and json.loads(out)["settings"]["temperature"] == 0.25

@@ -19,8 +19,10 @@ import magvit_cli
 from magvit_cli import editing, geometry as geo, planning, video as vio
 from magvit_cli.cli import main
 from magvit_cli.errors import EXIT_MEMORY, OutOfMemoryError
-from magvit_cli.masks import parse_mask
-from magvit_cli.model import DecodeOptions, Magvit, pad_frames, pull_push, seamless
+from magvit_cli import edit
+from magvit_cli.composite import pull_push, seamless
+from magvit_cli.decoding import DecodeOptions
+from magvit_cli.model import Magvit
 
 from test_video import make_clip, reopen  # PyAV-written clips with an audio burst
 
@@ -164,19 +166,21 @@ def test_seamless_removes_a_colour_cast_everywhere_and_leaves_frames_without_kno
     assert torch.equal(out[:, :, 3], cast[:, :, 3].clamp(0, 1))
 
 
-def test_the_last_window_is_padded_with_its_last_frame():
-    video = torch.rand(1, 3, 5, 4, 4)
-    padded = pad_frames(video, 8)
-    assert padded.shape[2] == 8 and torch.equal(padded[:, :, :5], video)
-    assert all(torch.equal(padded[:, :, t], video[:, :, 4]) for t in range(5, 8))
-    assert pad_frames(video, 5) is video
+def test_tensor_reconstruction_pads_the_last_window_and_keeps_the_length(model):
+    """A 21-frame tensor: one full window, then 5 frames padded by their last one for the
+    tokenizer and trimmed after; the same as the model's round trip of each window."""
+    video = torch.rand(1, 3, 21, 32, 32, generator=torch.Generator().manual_seed(3))
+    out = edit.reconstruct(model, video)
+    assert out.shape == video.shape
+    assert torch.equal(out[:, :, :16], model.decode(model.encode(video[:, :, :16])))
+    padded = torch.cat([video[:, :, 16:], video[:, :, 20:].expand(-1, -1, 11, -1, -1)], dim=2)
+    assert torch.equal(out[:, :, 16:], model.decode(model.encode(padded))[:, :, :5])
 
 
 def test_inpaint_replaces_only_the_snapped_hole_and_its_feathered_band(model, png_clip, tmp_path):
     folder, frames = png_clip
     source = editing.Source(folder)
-    mask = parse_mask("20,12,10,8@0-5", source.size, source.num_frames, source.fps)
-    job = editing.InpaintJob(model.config, source, editing.EditOptions(batch=2), mask)
+    job = editing.InpaintJob(model.config, source, editing.EditOptions(batch=2), "20,12,10,8@0-5")
     result = job.run(model, tmp_path / "out", FAST)
     out = read_png(tmp_path / "out")
     assert out.shape == frames.shape and result["frames"] == 30
@@ -200,8 +204,8 @@ def test_inpaint_replaces_only_the_snapped_hole_and_its_feathered_band(model, pn
 @pytest.mark.parametrize("window, overlap", [(8, 2), (24, 6)])
 def test_windows_of_other_lengths_are_resampled_in_time(model, png_clip, tmp_path, window, overlap):
     folder, frames = png_clip
-    edit = editing.EditOptions(window=window, overlap=overlap, batch=4)
-    result = editing.inpaint_video(model, folder, tmp_path / "out", "20,12,10,8", edit=edit, options=FAST)
+    how = editing.EditOptions(window=window, overlap=overlap, batch=4)
+    result = edit.inpaint(model, folder, tmp_path / "out", mask="20,12,10,8", edit_options=how, options=FAST)
     out = read_png(tmp_path / "out")
     assert out.shape == frames.shape
     reported = result["mask"]["windows"]
@@ -265,7 +269,7 @@ def test_interpolation_keeps_the_input_frames_on_the_new_timeline(model, png_cli
 def test_overlapping_windows_cross_fade(model, png_clip):
     source = editing.Source(png_clip[0])
     job = editing.InpaintJob(model.config, source, editing.EditOptions(composite=False),
-                             parse_mask("box", source.size, 30, source.fps))
+                             "box")
     a, b = (job.geometry(s, n, [None] * n) for s, n in job.starts(28))
     a.output = b.output = torch.zeros(3, 16, 32, 32)
 
@@ -278,7 +282,7 @@ def test_overlapping_windows_cross_fade(model, png_clip):
 def test_raw_output_is_the_model_size(model, png_clip, tmp_path):
     source = editing.Source(png_clip[0])
     job = editing.InpaintJob(model.config, source, editing.EditOptions(composite=False, batch=2),
-                             parse_mask("box", source.size, 30, source.fps))
+                             "box")
     job.run(model, tmp_path / "raw", FAST)
     assert read_png(tmp_path / "raw").shape == (30, 32, 32, 3)
 
@@ -385,7 +389,7 @@ def test_cuda_out_of_memory_retries_once_with_half_the_batch(model, png_clip, tm
 
     monkeypatch.setattr(Magvit, "run_task", flaky)
     source = editing.Source(png_clip[0])
-    mask = parse_mask("box", source.size, 30, source.fps)
+    mask = "box"
     result = editing.InpaintJob(model.config, source, editing.EditOptions(batch=3), mask).run(
         model, tmp_path / "o", FAST)
     assert calls == [3, 1, 1, 1] and any("retried with 1" in n for n in result["notes"])
@@ -444,7 +448,7 @@ def test_seamless_removes_a_colour_cast_of_the_model_at_the_hole_border(model, t
     folder = png_folder(tmp_path / "in", frames)
     cast = torch.tensor([0.2, -0.06, 0.1]).view(1, 3, 1, 1, 1)
     monkeypatch.setattr(Magvit, "run_task", lambda self, task, video, **kwargs: video + cast)  # perfect, but tinted
-    editing.inpaint_video(model, folder, tmp_path / "out", "12,12,8,8", options=FAST)  # cells 3-4 of 4 px
+    edit.inpaint(model, folder, tmp_path / "out", mask="12,12,8,8", options=FAST)  # cells 3-4 of 4 px
     out = read_png(tmp_path / "out").astype(int)
     source = frames.astype(int)
     # Across the hole's left and right borders (x 11|12 and 19|20), the output steps as the input does.
@@ -467,7 +471,7 @@ def test_every_hole_pixel_is_the_models_output(model, tmp_path, monkeypatch):
     # A 24 px box around (48, 48) is seen at 1.5 canvas px per model px (view x = y = 24, 48 px wide):
     # canvas 36..59 are model pixels 8..23, exactly the cells 2-5, so the snapped hole is the box itself,
     # and the bilinear alpha of its outer ring reads the feathered band (< 1).
-    result = editing.inpaint_video(model, folder, tmp_path / "out", "36,36,24,24", options=FAST)
+    result = edit.inpaint(model, folder, tmp_path / "out", mask="36,36,24,24", options=FAST)
     assert result["mask"]["windows"][0]["hole_box"] == [36, 36, 24, 24]
     assert result["mask"]["windows"][0]["view"]["scale"] == 1.5
     out = read_png(tmp_path / "out")
@@ -485,13 +489,13 @@ def test_interpolated_frames_come_from_the_nearest_model_frame(model, tmp_path, 
     frames = np.stack([np.full((32, 32, 3), v, np.uint8) for v in (250, 251, 252)])
     folder = png_folder(tmp_path / "in", frames)
 
-    def interpolate(self, first, last, **kwargs):  # model frame p is grey level 10 * p
+    def run_task(self, task, video, *args, **kwargs):  # model frame p is grey level 10 * p
         T = self.config.num_frames
         grey = (10 * torch.arange(T) / 255).view(1, 1, T, 1, 1)
-        return grey.expand(first.shape[0], 3, T, 32, 32).clone()
+        return grey.expand(video.shape[0], 3, T, 32, 32).clone()
 
-    monkeypatch.setattr(Magvit, "interpolate", interpolate)
-    editing.interpolate_video(model, folder, tmp_path / "out", factor=factor, options=FAST)
+    monkeypatch.setattr(Magvit, "run_task", run_task)
+    edit.interpolate(model, folder, tmp_path / "out", factor=factor, options=FAST)
     out = read_png(tmp_path / "out")[..., 0]
     assert (out == out[:, :1, :1]).all()
     levels = out[:, 0, 0].tolist()

@@ -185,11 +185,16 @@ def test_errors_are_clear(model, clips, tmp_path, monkeypatch):
         run(model, "fp", clips, folds=0)
     with pytest.raises(UsageError, match="at least 2 samples per fold"):
         run(model, "fp", clips, samples=1)
+    # Metrics whose weights are missing are skipped, and said so, unless asked for by name.
+    result = run(model, "cg", clips, protocol="ucf-cg", samples=4)
+    assert "--c3d" in result["skipped"]["is"] and list(result["metrics"]) == ["fvd"]
     with pytest.raises(ModelError, match="--c3d"):
-        run(model, "cg", clips, protocol="ucf-cg")
+        run(model, "cg", clips, protocol="ucf-cg", metrics=["is"])
     monkeypatch.setattr(i3d_module, "installed_weights", lambda: None)
+    result = run(model, "fp", clips, i3d=None)
+    assert "--i3d" in result["skipped"]["fvd"] and {"psnr", "ssim"} <= set(result["metrics"])
     with pytest.raises(ModelError, match="--i3d"):
-        run(model, "fp", clips, i3d=None)
+        run(model, "fp", clips, i3d=None, metrics=["fvd", "psnr"])
     unlabelled = tmp_path / "flat"
     write_clip(unlabelled / "a.mp4", moving_square(1, frames=20))
     with pytest.raises(InputError, match="need labels"):

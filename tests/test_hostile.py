@@ -548,8 +548,9 @@ OPTIONS = [  # arguments after the command (CLIP = the input), exit code, text t
     _option(["interpolate", "CLIP", "--factor", "2", "--fps", "24"], errors.EXIT_USAGE, "--fps"),
     _option(["predict", "CLIP", "--steps", "0"], errors.EXIT_USAGE, "--steps"),
     _option(["predict", "CLIP", "--steps", "100000"], errors.EXIT_USAGE, "--steps"),
-    _option(["predict", "CLIP", "--temperature", "-1"], errors.EXIT_USAGE, "temperature"),
-    _option(["predict", "CLIP", "--temperature", "nan"], errors.EXIT_USAGE, "--temperature"),
+    _option(["predict", "CLIP", "--choice-temperature", "-1"], errors.EXIT_USAGE, "temperature"),
+    _option(["predict", "CLIP", "--choice-temperature", "nan"], errors.EXIT_USAGE, "--choice-temperature"),
+    _option(["predict", "CLIP", "--sample-temperature", "0"], errors.EXIT_USAGE, "--sample-temperature"),
     _option(["predict", "CLIP", "--guidance", "-1"], errors.EXIT_USAGE, "--guidance"),
     _option(["predict", "CLIP", "--guidance", "nan"], errors.EXIT_USAGE, "--guidance"),
     _option(["predict", "CLIP", "--schedule", "bogus"], errors.EXIT_USAGE, "bogus"),
@@ -1033,7 +1034,7 @@ no_digits = st.text(st.characters(blacklist_categories=("Cs", "Nd")), max_size=8
 word = st.one_of(st.sampled_from(WORDS), no_digits)
 small_int = st.integers(-3, 24).map(str)
 number = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32).map(str), small_int)
-COMMON = {"--steps": st.integers(-1, 2).map(str), "--schedule": word, "--temperature": number,
+COMMON = {"--steps": st.integers(-1, 2).map(str), "--schedule": word, "--choice-temperature": number,
           "--guidance": number, "--seed": st.one_of(small_int, word), "--dtype": word, "--device": word}
 COMMANDS = {
     "predict": {"--frames": st.one_of(small_int, word), "--cond-frames": small_int, "--class": word,

@@ -54,7 +54,7 @@ from magvit_cli.editing import inpaint_video, outpaint_video
 from magvit_cli.errors import UsageError
 from magvit_cli.i3d import load_i3d
 from magvit_cli.metrics import frechet_distance, psnr, region_psnr, ssim
-from magvit_cli.model import DecodeOptions
+from magvit_cli.decoding import DecodeOptions
 from magvit_cli.train import masked_token_loss
 
 INPAINT = ("inpainting_c", "inpainting_dv")
@@ -345,7 +345,8 @@ def main() -> None:
 
     # Class-conditional generation: one clip per class, for a look, no score.
     if "full_generation" in config.tasks:
-        generated = [model.generate(c, 1, DecodeOptions(seed=args.seed))[0] for c in range(tconfig.num_classes)]
+        generated = [model.run_task("full_generation", None, model.labels(c, 1), DecodeOptions(seed=args.seed))[0]
+                     for c in range(tconfig.num_classes)]
         contact_sheet(args.out / "sheet_full_generation.png", [(g,) for g in generated], frames=8)
     results["seconds"] = round(time.perf_counter() - started, 1)
     write(args.out, results)
