@@ -37,7 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
 from common import TINY_TOKENIZER
-from magvit_cli import tasks, train
+from magvit_cli import tasks, train, train_config
 from magvit_cli.checkpoint import load_model, save_model
 from magvit_cli.errors import Interrupted
 from magvit_cli.model import Magvit, ModelConfig
@@ -102,7 +102,7 @@ def stage_config(stage: str, base: Path | None, batch: int, workers: int, tiny: 
     """The run's settings and the model folder it starts from (None: from scratch)."""
     common = dict(batch_size=batch, num_workers=workers, log_every=25, save_every=0, preview_every=0)
     if stage == "transformer":  # on the tokens of the model folder `base`
-        config = train.preset("transformer", "tiny" if tiny else "small")
+        config = train_config.preset("transformer", "tiny" if tiny else "small")
         weights = tuple(3 if task.startswith("inpainting") else 1 for task in tasks.TASKS)  # as train.sh
         return dataclasses.replace(config, tasks=tuple(tasks.TASKS), task_weights=weights, lr=1e-3,
                                    warmup_steps=100, **common), base
@@ -113,13 +113,13 @@ def stage_config(stage: str, base: Path | None, batch: int, workers: int, tiny: 
             save_model(base, Magvit(ModelConfig(tokenizer=tokenizer, num_frames=16, resolution=(64, 64))))
     if stage == "decoder":
         tokenizer = load_model(base, device="cpu").config.tokenizer
-        return train.TokenizerTrainConfig(tokenizer=tokenizer, decoder_only=True, lr=3e-4, warmup_steps=50,
-                                          ema_decay=0.99, **common), base
+        return train_config.TokenizerTrainConfig(tokenizer=tokenizer, decoder_only=True, lr=3e-4, warmup_steps=50,
+                                                 ema_decay=0.99, **common), base
     if not tiny:
-        tokenizer = dataclasses.replace(train.preset("tokenizer", "small").tokenizer, codebook_size=1024)
+        tokenizer = dataclasses.replace(train_config.preset("tokenizer", "small").tokenizer, codebook_size=1024)
     # From scratch, or on from an earlier run of this stage (`base`) at half the learning rate.
-    return train.TokenizerTrainConfig(tokenizer=tokenizer, lr=5e-4 if base else 1e-3, warmup_steps=100,
-                                      ema_decay=0.995, **common), base
+    return train_config.TokenizerTrainConfig(tokenizer=tokenizer, lr=5e-4 if base else 1e-3, warmup_steps=100,
+                                             ema_decay=0.995, **common), base
 
 
 def train_stage(stage: str, config, dataset: Dataset, out: Path, device, init: Path | None) -> dict:

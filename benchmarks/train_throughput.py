@@ -57,13 +57,13 @@ def _throughput(run_dir: Path, skip: int) -> float:
 
 
 def _stage(stage: str, args, queue) -> None:
-    from magvit_cli import train
+    from magvit_cli import train, train_config
     from magvit_cli.checkpoint import save_model
     from magvit_cli.model import Magvit, ModelConfig
 
     device = torch.device(args.device)
     tokenizer_preset, transformer_preset = PRESETS[args.size]
-    tok = train.apply_overrides(train.preset("tokenizer", tokenizer_preset), _overrides(args))
+    tok = train_config.apply_overrides(train_config.preset("tokenizer", tokenizer_preset), _overrides(args))
     data = RandomClips(max(64, tok.batch_size), tok.num_frames, tok.resolution)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -74,7 +74,8 @@ def _stage(stage: str, args, queue) -> None:
         else:
             save_model(tmp / "tokenizer", Magvit(ModelConfig(tokenizer=tok.tokenizer, num_frames=tok.num_frames,
                                                              resolution=tok.resolution)))
-            config = train.apply_overrides(train.preset("transformer", transformer_preset), _overrides(args))
+            config = train_config.apply_overrides(train_config.preset("transformer", transformer_preset),
+                                                  _overrides(args))
             summary = train.train_transformer(config, data, tmp / "tokenizer", tmp / "run", quiet=True, device=device)
             parameters = summary["parameters"]
         queue.put({"stage": stage, "preset": tokenizer_preset if stage == "tokenizer" else transformer_preset,

@@ -603,14 +603,24 @@ OverfitOpt = Annotated[bool, typer.Option("--overfit-one-clip", help="Sanity che
 
 def train_config(stage: str, preset_name: str, config_file: Path | None, overrides: list[str] | None,
                  overfit: bool):
-    from . import train
+    from . import train_config as settings
 
-    config = train.preset(stage, preset_name)
+    config = settings.preset(stage, preset_name)
     if config_file is not None:
-        config = train.load_config_file(config, config_file)
-    config = train.apply_overrides(config, list(overrides or []) + (["overfit_one_clip=true"] if overfit else []))
-    train.validate(config)
+        config = settings.load_config_file(config, config_file)
+    config = settings.apply_overrides(config, list(overrides or []) + (["overfit_one_clip=true"] if overfit else []))
+    settings.validate(config)
     return config
+
+
+def finish_training(run: Run, output: Path, summary: dict) -> None:
+    """The run's report, and a few lines for a person: steps, losses, PSNR start -> end."""
+    from .train import summary_lines
+
+    if not run.quiet and not run.as_json:
+        for line in summary_lines(summary):
+            stderr.print(line, highlight=False, markup=False, soft_wrap=True)
+    run.finish(output=str(output), **summary)
 
 
 @train_app.command("tokenizer")
@@ -630,7 +640,7 @@ def train_tokenizer_command(
     cfg = train_config("tokenizer", preset, config, set_, overfit_one_clip)
     summary = train.train_tokenizer(cfg, data, output, resume=resume, quiet=quiet or as_json,
                                     device=resolve_device(device), init=resolve_model(init) if init else None)
-    run.finish(output=str(output), **summary)
+    finish_training(run, output, summary)
 
 
 @train_app.command("transformer")
@@ -638,7 +648,7 @@ def train_transformer_command(
     data: DataArg,
     tokenizer: Annotated[str, typer.Option("--tokenizer", help="Model folder (or Hub id) whose frozen tokenizer makes the tokens.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder: checkpoints (a complete model), metrics.jsonl, previews.")],
-    preset: Annotated[str, typer.Option("--preset", help="Training preset (see magvit_cli.train.TRANSFORMER_TRAIN_PRESETS), e.g. small, bair-mt8-b, ucf-b.")] = "small",
+    preset: Annotated[str, typer.Option("--preset", help="Training preset (see magvit_cli.train_config.TRANSFORMER_TRAIN_PRESETS), e.g. small, bair-mt8-b, ucf-b.")] = "small",
     config: ConfigFileOpt = None, set_: SetOpt = None, resume: ResumeOpt = False,
     token_cache: Annotated[Optional[Path], typer.Option("--token-cache", help="Folder for tokens of fixed clips, computed once (faster on CPU; no augmentation).")] = None,
     init: Annotated[Optional[str], typer.Option("--init", help="Start from this model's transformer (folder or Hub id) to fine-tune it; same tokenizer, tasks and classes.")] = None,
@@ -654,7 +664,7 @@ def train_transformer_command(
     summary = train.train_transformer(cfg, data, resolve_model(tokenizer), output, resume=resume,
                                       quiet=quiet or as_json, token_cache=token_cache,
                                       device=resolve_device(device), init=resolve_model(init) if init else None)
-    run.finish(output=str(output), **summary)
+    finish_training(run, output, summary)
 
 
 # ------------------------------------------------------------------- entry

@@ -12,6 +12,12 @@ the frozen tokenizer, one cosine mask ratio per step, `cond->input` corruption,
 label-smoothed cross-entropy on every latent position, AdamW(0.9, 0.96) with weight
 decay 0.045 on Linear weights only, gradient clipping at 1.0, warm-up + cosine LR.
 
+How this file reads, top to bottom: the two entry points; `_train`, the one training loop
+both stages share; `summary_lines`; each stage as an object that owns its networks and
+optimisers (`TokenizerStage`, `TransformerStage`: one training step, the checkpoint, the
+previews, the summary); then the mechanics (schedule, processes, data order, run folder,
+progress). The settings and presets are in `train_config.py`.
+
 A run folder holds the model in the project format (model.safetensors + config.json,
 loadable with `magvit ... --model DIR`), `training_state.pt` (weights, optimiser
 states, EMA, step: everything needed to resume exactly), `metrics.jsonl` and `previews/`.
@@ -34,7 +40,6 @@ import pickle
 import signal
 import threading
 import time
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -47,313 +52,688 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from . import tasks as task_lib
-from .checkpoint import MAX_CLIP_VOXELS, MAX_PARAMETERS, check_sizes, save_model, transformer_parameters
+from .checkpoint import check_sizes, save_model
 from .data import TokenCache, VideoClipDataset, seed_for, worker_init
 from .discriminator import DiscriminatorConfig, StyleGANDiscriminator
+from .errors import Interrupted, ModelError, OutputError, UsageError
 from .metrics import psnr
-from .errors import Interrupted, MagvitError, ModelError, OutputError, UsageError
 from .model import Magvit, ModelConfig
-from .tokenizer import TOKENIZER_PRESETS, TokenizerConfig, VQTokenizer
-from .transformer import TRANSFORMER_PRESETS, TransformerConfig
+from .tokenizer import VQTokenizer
+from .train_config import MAX_BATCH_VOXELS, TokenizerTrainConfig, TransformerTrainConfig, validate
+from .transformer import TransformerConfig
 
 STATE_FILE = "training_state.pt"
 METRICS_FILE = "metrics.jsonl"
-PRECISIONS = ("auto", "float32", "bfloat16")
-# Upper bounds of settings that size allocations (index lists, worker processes, batches),
-# so a mistyped or hostile config file fails in `validate` rather than in malloc.
-MAX_BATCH_SIZE = 1 << 16
-MAX_WORKERS = 256
-MAX_BATCH_VOXELS = 1 << 32  # batch_size x frames x height x width: 48 GiB of float32 RGB
-MAX_DISCRIMINATOR_FILTERS = 4096
+PREVIEW_CLIPS = 4  # fixed clips (the first videos' centre clips) for previews, PSNR and the eval loss
 
 
-# =============================================================== configurations
+# =============================================================== entry points
 
-@dataclass
-class TokenizerTrainConfig:
-    """Stage 1. Defaults are the official BAIR-B recipe (vqgan3d_bair_config.py 'B')."""
+def _no_empty_run_folder(train_fn):
+    """A run that fails before writing anything leaves no empty run folder behind."""
+    signature = inspect.signature(train_fn)
 
-    tokenizer: TokenizerConfig = field(default_factory=lambda: TOKENIZER_PRESETS["bair-b"])
-    num_frames: int = 16
-    resolution: tuple[int, int] = (64, 64)
-    frame_stride: int = 1
-    flip: bool = True
-    discriminator_filters: int = 0  # 0: the tokenizer's filters (official)
-    discriminator_multipliers: tuple[int, ...] = ()  # (): (2, 4, 4, ...) down to 4x4 pixels (official)
-    batch_size: int = 128  # global, over all processes
-    steps: int = 135_200  # 400 epochs of 338 steps
-    warmup_steps: int = 338  # one epoch
-    lr: float = 1e-4
-    beta1: float = 0.0
-    beta2: float = 0.99
-    eps: float = 1e-8
-    ema_decay: float = 0.999
-    adversarial_weight: float = 0.1
-    r1_weight: float = 10.0
-    lecam_weight: float = 0.0  # off in every released config
-    lecam_decay: float = 0.999
-    perceptual_model: str = ""  # TorchScript image classifier; empty: no perceptual loss (as released)
-    perceptual_weight: float = 0.1
-    seed: int = 0
-    num_workers: int = 4
-    log_every: int = 10
-    save_every: int = 1000
-    preview_every: int = 1000
-    precision: str = "auto"  # auto: bfloat16 autocast on CUDA GPUs that support it, float32 otherwise
-    overfit_one_clip: bool = False
-    # Train the decoder alone: encoder and codebook stay as they are, so the fine-tuned tokenizer
-    # makes the same tokens and a transformer trained on them still fits (with --init).
-    decoder_only: bool = False
+    @functools.wraps(train_fn)
+    def run(*args, **kwargs):
+        out_dir = Path(signature.bind(*args, **kwargs).arguments["out_dir"])
+        existed = out_dir.exists()
+        try:
+            return train_fn(*args, **kwargs)
+        except BaseException:
+            if not existed and out_dir.is_dir() and not any(out_dir.iterdir()):
+                out_dir.rmdir()
+            raise
+
+    return run
 
 
-@dataclass
-class TransformerTrainConfig:
-    """Stage 2. Defaults are the official BAIR frame-prediction B recipe (maskgvt_bair_config.py)."""
+@_no_empty_run_folder
+def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, out_dir: str | Path, *,
+                    resume: bool = False, quiet: bool = False, device: str | torch.device | None = None,
+                    init: str | Path | None = None) -> dict:
+    """Train the tokenizer (stage 1) on `data` (folder, manifest or Dataset) into `out_dir`;
+    with `init` (a model folder), start from that model's tokenizer to fine-tune it.
 
-    transformer: TransformerConfig = field(default_factory=lambda: TRANSFORMER_PRESETS["b"])
-    tasks: tuple[str, ...] = ("frame_prediction",)
-    task_weights: tuple[float, ...] = ()  # one per task, how often it is trained (official <task>.weight); (): all 1
-    cond_frames: int = 1
-    cond_latent_frames: int = 1
-    frame_stride: int = 1
-    flip: bool = True
-    batch_size: int = 256
-    steps: int = 67_600
-    warmup_steps: int = 5000
-    lr: float = 1e-4
-    beta1: float = 0.9
-    beta2: float = 0.96
-    eps: float = 1e-8
-    weight_decay: float = 0.045
-    grad_clip: float = 1.0
-    label_smoothing: float = 1e-4
-    seed: int = 0
-    num_workers: int = 4
-    log_every: int = 10
-    save_every: int = 1000
-    preview_every: int = 1000
-    precision: str = "auto"
-    overfit_one_clip: bool = False
+    Returns a summary: steps done, last logged losses, reconstruction PSNR of the EMA
+    tokenizer on a few fixed clips at the start and at the end (and of the raw
+    generator, which leads the EMA early on), clips/s.
+    """
+    runtime = _runtime(config, device)
+    out_dir = Path(out_dir)
+    saved = _open_run(out_dir, "tokenizer", config, resume, init, runtime)
+    stage = TokenizerStage(config, data, runtime, saved, init)
+    return _train(stage, out_dir, saved, quiet)
 
 
-def _tokenizer_preset(name: str, batch: int, steps: int, warmup: int, resolution: int) -> TokenizerTrainConfig:
-    return TokenizerTrainConfig(tokenizer=TOKENIZER_PRESETS[name], resolution=(resolution, resolution),
-                                batch_size=batch, steps=steps, warmup_steps=warmup)
+@_no_empty_run_folder
+def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset, tokenizer_dir: str | Path,
+                      out_dir: str | Path, *, resume: bool = False, quiet: bool = False,
+                      token_cache: str | Path | None = None, device: str | torch.device | None = None,
+                      init: str | Path | None = None) -> dict:
+    """Train the transformer (stage 2) on top of the frozen tokenizer of the model
+    folder `tokenizer_dir`; writes a complete model (tokenizer + transformer, tasks
+    and class names in config.json) into `out_dir`.
+
+    `init`: a model folder whose transformer the new run starts from instead of random
+    weights (fine-tuning); it must have the same tokenizer, transformer shape, tasks and classes.
+
+    `token_cache`: a folder for tokens of fixed clips, computed once (see data.TokenCache).
+    Returns a summary: steps, logged losses, masked-token loss on fixed clips at the
+    start and the end, and, when frame prediction is trained, the PSNR of predicted
+    frames next to the PSNR of repeating the last known frame.
+    """
+    from .checkpoint import load_model
+
+    runtime = _runtime(config, device)
+    out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir)
+    source = load_model(tokenizer_dir, device=runtime.device)
+    saved = _open_run(out_dir, "transformer", config, resume, init, runtime)
+    stage = TransformerStage(config, data, source, tokenizer_dir, runtime, saved, init,
+                             Path(token_cache) if token_cache is not None else None)
+    del source  # the stage holds its own copy of the tokenizer
+    return _train(stage, out_dir, saved, quiet)
 
 
-# Official runs (spec §9.1): epochs x steps/epoch, warm-up one epoch.
-TOKENIZER_TRAIN_PRESETS: dict[str, Callable[[], TokenizerTrainConfig]] = {
-    "bair-b": lambda: _tokenizer_preset("bair-b", 128, 135_200, 338, 64),
-    "bair-l": lambda: _tokenizer_preset("bair-l", 256, 135_200, 169, 64),
-    "ucf-b": lambda: _tokenizer_preset("ucf-b", 128, 37_000, 74, 128),
-    "ucf-l": lambda: _tokenizer_preset("ucf-l", 256, 74_000, 37, 128),
-    # CPU-sized: 1.8 M parameters, 16 x 64², trains visibly in minutes.
-    "small": lambda: TokenizerTrainConfig(
-        tokenizer=TokenizerConfig(filters=32, channel_multipliers=(1, 2, 2), num_enc_res_blocks=1,
-                                  num_dec_res_blocks=1, embedding_dim=64, codebook_size=256),
-        discriminator_filters=16, batch_size=4, steps=2000, warmup_steps=100, lr=3e-4, ema_decay=0.99,
-        num_workers=2, log_every=10, save_every=500, preview_every=250),
-    # 0.5 M parameters at 16 x 32²: smoke tests and demos.
-    "tiny": lambda: TokenizerTrainConfig(
-        tokenizer=TokenizerConfig(filters=32, channel_multipliers=(1, 1, 1), num_enc_res_blocks=1,
-                                  num_dec_res_blocks=1, embedding_dim=16, codebook_size=64),
-        resolution=(32, 32), discriminator_filters=8, batch_size=4, steps=500, warmup_steps=20, lr=3e-4,
-        ema_decay=0.99, num_workers=2, log_every=10, save_every=250, preview_every=100),
-}
-
-MT8_TASKS = ("frame_prediction", "frame_interpolation", "outpainting_h", "outpainting_v", "outpainting_c",
-             "outpainting_dv", "inpainting_c", "inpainting_dv")
+def _runtime(config, device) -> Runtime:
+    validate(config)
+    runtime = setup_runtime(config.precision, device)
+    if config.batch_size % runtime.world_size:
+        raise UsageError(f"batch_size {config.batch_size} is not divisible by the {runtime.world_size} processes")
+    return runtime
 
 
-def _transformer_preset(size: str, tasks: tuple[str, ...], steps: int) -> TransformerTrainConfig:
-    return TransformerTrainConfig(transformer=TRANSFORMER_PRESETS[size], tasks=tasks, steps=steps)
+def _open_run(out_dir: Path, stage: str, config, resume: bool, init, runtime: Runtime) -> dict | None:
+    """The checkpoint to resume from (None for a new run), checked against this run's settings."""
+    saved = _prepare_run_folder(out_dir, resume, runtime)
+    if saved is not None:
+        if saved.get("stage") != stage:
+            raise UsageError(f"{out_dir} holds a {saved.get('stage')} run, not a {stage} run")
+        _check_resume_config(saved["config"], config)
+        if init is not None:
+            raise UsageError("--init starts a new run from a model; a resumed run continues from its checkpoint",
+                             "drop --init when you pass --resume")
+    return saved
 
 
-# Official runs (spec §9.2): batch 256, warm-up 5000, 169 steps/epoch (BAIR), 37 (UCF).
-TRANSFORMER_TRAIN_PRESETS: dict[str, Callable[[], TransformerTrainConfig]] = {
-    "bair-b": lambda: _transformer_preset("b", ("frame_prediction",), 67_600),
-    "bair-l": lambda: _transformer_preset("l", ("frame_prediction",), 135_200),
-    "bair-mt8-b": lambda: _transformer_preset("b", MT8_TASKS, 202_800),
-    "bair-mt8-l": lambda: _transformer_preset("l", MT8_TASKS, 270_400),
-    "ucf-b": lambda: _transformer_preset("b", ("full_generation",), 74_000),
-    "ucf-l": lambda: _transformer_preset("l", ("full_generation",), 74_000),
-    "small": lambda: TransformerTrainConfig(
-        transformer=TransformerConfig(hidden_size=256, num_layers=4, num_heads=4, mlp_dim=1024),
-        batch_size=8, steps=2000, warmup_steps=100, lr=3e-4, num_workers=2, save_every=500, preview_every=250),
-    "small-mt8": lambda: TransformerTrainConfig(
-        transformer=TransformerConfig(hidden_size=256, num_layers=4, num_heads=4, mlp_dim=1024), tasks=MT8_TASKS,
-        batch_size=8, steps=4000, warmup_steps=100, lr=3e-4, num_workers=2, save_every=500, preview_every=250),
-    "tiny": lambda: TransformerTrainConfig(
-        transformer=TransformerConfig(hidden_size=64, num_layers=2, num_heads=2, mlp_dim=128),
-        batch_size=4, steps=500, warmup_steps=20, lr=3e-4, num_workers=2, save_every=250, preview_every=100),
-}
+# =============================================================== the training loop
 
+def _train(stage: TokenizerStage | TransformerStage, out_dir: Path, saved: dict | None, quiet: bool) -> dict:
+    """Train `stage` from its checkpoint's step (or 0) to config.steps; returns its summary.
 
-def preset(stage: str, name: str) -> TokenizerTrainConfig | TransformerTrainConfig:
-    """A fresh copy of a named preset of stage "tokenizer" or "transformer"."""
-    table = TOKENIZER_TRAIN_PRESETS if stage == "tokenizer" else TRANSFORMER_TRAIN_PRESETS
-    if name not in table:
-        raise UsageError(f"unknown {stage} training preset {name!r}", f"choose one of {', '.join(table)}")
-    return table[name]()
+    Every step: the learning rate, the stage's forward and backward pass, the losses
+    averaged over processes, a guard against non-finite values (the step is then not
+    applied), the optimiser step, then logging, previews and periodic checkpoints.
+    SIGINT/SIGTERM finish the current step, save and stop (every process agrees on
+    stopping through the same all-reduce that averages the losses).
 
+    A stage has `name`, `headline` (losses shown while training), `config`, `runtime`,
+    `dataset` (the training clips), `batch_source` (what batches are drawn from: the clips
+    or their token cache), `optimizers`, `model` (what the run folder holds) and the
+    methods forward_backward, optimizer_step, state_dict, evaluate, preview and summary.
+    """
+    config, runtime = stage.config, stage.runtime
+    start = saved["step"] if saved is not None else 0
+    score_at_start = stage.evaluate()
 
-# ------------------------------------------------------------------ overrides
+    def save(step: int) -> None:
+        if runtime.main:
+            save_model(out_dir, stage.model)
+            _save_state(out_dir, {"stage": stage.name, "step": step, "config": _config_dict(config),
+                                  **stage.state_dict()})
 
-def apply_overrides(config, overrides: Sequence[str]):
-    """Set `key=value` pairs (dotted keys reach nested configs, e.g. `tokenizer.filters=32`).
-    Values are parsed by the field's type; returns a new validated config."""
-    updates: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"override {item!r} is not of the form key=value")
-        node = updates
-        *parents, leaf = key.strip().split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UsageError(f"override {item!r} conflicts with another override of {part!r}")
-        node[leaf] = value.strip()
-    return update_config(config, updates)
+    def preview(step: int) -> None:
+        if runtime.main:
+            stage.preview(out_dir / "previews", step)
 
-
-def load_config_file(config, path: str | Path):
-    """Apply a JSON or YAML file of (nested) settings to `config`."""
-    path = Path(path)
+    reporter = _Reporter(out_dir, runtime, quiet, config.steps, start, config.log_every, stage.name, stage.headline)
+    videos = _base_dataset(stage.dataset)
+    if isinstance(videos, VideoClipDataset) and videos.unreadable:
+        reporter.message(f"[yellow]skipped {len(videos.unreadable)} unreadable videos:\n{videos.unreadable_report()}")
+    batches = _batches(stage.batch_source, config, runtime, start)
+    step = start
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise UsageError(f"cannot read config file {path}: {error.strerror}") from None
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+        with _Stop() as stop:
+            while step < config.steps:
+                batch = _next_batch(batches, stop, lambda: save(step))
+                lr = learning_rate(step, config.lr, config.warmup_steps, config.steps)
+                for optimizer in stage.optimizers:
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                out = stage.forward_backward(batch, step)
+                # Tensors are averaged over processes; this process's vote to stop rides along.
+                averaged = [k for k, v in out.items() if isinstance(v, torch.Tensor)]
+                stopping = torch.tensor(float(stop.signal is not None), device=runtime.device)
+                reduced = runtime.all_mean(torch.stack([out[k].float() for k in averaged] + [stopping]))
+                means = dict(zip(averaged, reduced.tolist()))
+                values = {k: means.get(k, v) for k, v in out.items()}
+                if not all(math.isfinite(v) for v in values.values()):
+                    raise _nonfinite(values, step, out_dir)
+                stage.optimizer_step(values)
+                step += 1
 
-            values = yaml.safe_load(text)
-        else:
-            values = json.loads(text)
-    except Exception as error:  # parser errors of either format
-        raise UsageError(f"{path} is not valid {'YAML' if path.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {error}") from None
-    if not isinstance(values, dict):
-        raise UsageError(f"{path} must hold a mapping of settings")
-    return update_config(config, values)
-
-
-def update_config(config, values: dict, prefix: str = ""):
-    hints = typing.get_type_hints(type(config))
-    names = [f.name for f in dataclasses.fields(config)]
-    changes = {}
-    for key, value in values.items():
-        if key not in names:
-            raise UsageError(f"unknown setting {prefix + key!r}", f"settings of this section: {', '.join(names)}")
-        current = getattr(config, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise UsageError(f"setting {prefix + key!r} is a section: set its keys, e.g. {prefix + key}.<name>=...")
-            changes[key] = update_config(current, value, f"{prefix}{key}.")
-        else:
-            changes[key] = _coerce(value, hints[key], prefix + key)
-    try:
-        new = dataclasses.replace(config, **changes)
-    except MagvitError as error:  # nested model configs validate themselves
-        raise UsageError(str(error)) from None
-    if isinstance(new, (TokenizerTrainConfig, TransformerTrainConfig)):
-        validate(new)
-    return new
+                reporter.update(step, lr, values, config.batch_size)
+                if config.preview_every and step % config.preview_every == 0:
+                    preview(step)
+                if reduced[-1] > 0:
+                    save(step)
+                    raise stop.error()
+                if config.save_every and step % config.save_every == 0 and step < config.steps:
+                    save(step)
+        reporter.flush(step, learning_rate(step, config.lr, config.warmup_steps, config.steps))
+        save(step)
+        if config.preview_every:
+            preview(step)
+    finally:
+        reporter.close()
+    return stage.summary(step, out_dir, reporter.last, score_at_start, reporter.started)
 
 
-def _coerce(value, kind, key: str):
-    try:
-        if typing.get_origin(kind) is tuple:
-            if isinstance(value, str):  # "1,2,4" or "[1, 2, 4]" from the command line
-                text = value.strip()
-                value = json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
-            if not isinstance(value, (list, tuple)):
-                raise ValueError
-            args = typing.get_args(kind)
-            if len(args) == 2 and args[1] is Ellipsis:
-                return tuple(_coerce(v, args[0], key) for v in value)
-            if len(value) != len(args):
-                raise ValueError
-            return tuple(_coerce(v, a, key) for v, a in zip(value, args))
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-                return value.lower() in ("true", "1", "yes", "on")
-            raise ValueError
-        if kind is int:
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, str):
-                value = float(value) if any(c in value for c in ".eE") else int(value)
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            if not isinstance(value, int):
-                raise ValueError
-            return value
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if kind is str:
-            return str(value)
-    except (ValueError, TypeError, json.JSONDecodeError):
-        pass
-    name = getattr(kind, "__name__", str(kind))
-    raise UsageError(f"setting {key!r}: {value!r} is not a valid {name}")
-
-
-def validate(config) -> None:
-    """Range checks shared by both stages; raises UsageError naming the setting."""
-    def need(ok: bool, key: str, what: str):
-        if not ok:
-            raise UsageError(f"setting {key!r} = {getattr(config, key)!r}: {what}")
-
-    need(1 <= config.batch_size <= MAX_BATCH_SIZE, "batch_size", f"must be in [1, {MAX_BATCH_SIZE}]")
-    need(config.steps >= 1, "steps", "must be at least 1")
-    need(config.warmup_steps >= 0, "warmup_steps", "must be >= 0")
-    need(config.lr > 0 and math.isfinite(config.lr), "lr", "must be a positive number")
-    need(0 <= config.beta1 < 1, "beta1", "must be in [0, 1)")
-    need(0 <= config.beta2 < 1, "beta2", "must be in [0, 1)")
-    need(config.eps > 0, "eps", "must be positive")
-    need(config.frame_stride >= 1, "frame_stride", "must be at least 1")
-    need(0 <= config.num_workers <= MAX_WORKERS, "num_workers", f"must be in [0, {MAX_WORKERS}]")
-    for key in ("log_every", "save_every", "preview_every"):
-        need(getattr(config, key) >= 0, key, "must be >= 0 (0 turns it off)")
-    need(config.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
-    if isinstance(config, TokenizerTrainConfig):
-        need(1 <= config.num_frames <= 1024, "num_frames", "must be in [1, 1024]")
-        need(len(config.resolution) == 2 and all(8 <= r <= 8192 for r in config.resolution), "resolution",
-             "must be [height, width], each in [8, 8192]")
-        voxels = config.num_frames * config.resolution[0] * config.resolution[1]
-        need(voxels <= MAX_CLIP_VOXELS, "resolution", f"num_frames x height x width must be at most {MAX_CLIP_VOXELS:,}")
-        need(config.batch_size * voxels <= MAX_BATCH_VOXELS, "batch_size",
-             f"batch_size x num_frames x height x width must be at most {MAX_BATCH_VOXELS:,}")
-        need(0 <= config.ema_decay < 1, "ema_decay", "must be in [0, 1)")
-        need(0 <= config.lecam_decay < 1, "lecam_decay", "must be in [0, 1)")
-        for key in ("adversarial_weight", "r1_weight", "lecam_weight", "perceptual_weight"):
-            need(getattr(config, key) >= 0, key, "must be >= 0")
-        need(0 <= config.discriminator_filters <= MAX_DISCRIMINATOR_FILTERS, "discriminator_filters",
-             f"must be in [0, {MAX_DISCRIMINATOR_FILTERS}] (0: the tokenizer's)")
-        need(len(config.discriminator_multipliers) <= 16 and all(1 <= m <= 64 for m in config.discriminator_multipliers),
-             "discriminator_multipliers", "must be at most 16 values in [1, 64]")
+def summary_lines(summary: dict) -> list[str]:
+    """A few lines for people about a finished run (the summary of train_tokenizer or
+    train_transformer): steps, final losses, and what the model does on the fixed clips
+    at the start and the end of the run."""
+    clips = min(PREVIEW_CLIPS, summary["clips"])
+    where = "on the training clip" if clips == 1 else f"on {clips} fixed training clips"
+    lines = [f"{summary['stage']}: {summary['steps']:,} steps, {summary['seconds']:.0f} s, {summary['precision']}, "
+             f"{summary['clips']:,} clip{'s' if summary['clips'] != 1 else ''}, {summary['parameters']:,} parameters"]
+    names = (("reconstruction", "perceptual", "g_loss", "d_loss") if summary["stage"] == "tokenizer"
+             else ("loss", "grad_norm"))
+    losses = summary.get("losses") or {}
+    shown = [f"{name} {losses[name]:.3g}" for name in names if name in losses]
+    lines.append(f"final losses: {', '.join(shown)}" if shown else "final losses: none (no step in this run)")
+    if summary["stage"] == "tokenizer":
+        lines.append(f"{where}: PSNR {summary['psnr_start']:.2f} -> {summary['psnr_end']:.2f} dB (EMA), "
+                     f"{summary['psnr_end_raw']:.2f} dB (raw generator)")
     else:
-        need(len(config.tasks) >= 1, "tasks", "name at least one task")
-        unknown = [t for t in config.tasks if t not in task_lib.TASKS]
-        need(not unknown, "tasks", f"unknown task {unknown[:1]}; known: {', '.join(task_lib.TASKS)}")
-        need(len(set(config.tasks)) == len(config.tasks), "tasks", "lists a task twice")
-        need(not config.task_weights or len(config.task_weights) == len(config.tasks), "task_weights",
-             f"give one weight per task ({len(config.tasks)}), or none for equal weights")
-        need(all(math.isfinite(w) and w > 0 for w in config.task_weights), "task_weights", "must be positive numbers")
-        need(config.cond_frames >= 1, "cond_frames", "must be at least 1")
-        need(config.cond_latent_frames >= 1, "cond_latent_frames", "must be at least 1")
-        need(config.weight_decay >= 0, "weight_decay", "must be >= 0")
-        need(config.grad_clip >= 0, "grad_clip", "must be >= 0 (0 turns clipping off)")
-        need(0 <= config.label_smoothing < 1, "label_smoothing", "must be in [0, 1)")
-        parameters = transformer_parameters(config.transformer)
-        if parameters > MAX_PARAMETERS:
-            raise UsageError(f"the transformer settings describe {parameters:,} parameters, more than the "
-                             f"{MAX_PARAMETERS:,} allowed", "use a smaller hidden_size, mlp_dim or num_layers")
+        lines.append(f"{where}: masked-token loss {summary['eval_loss_start']:.3g} -> {summary['eval_loss_end']:.3g}")
+        if "frame_prediction_psnr" in summary:
+            lines.append(f"frame prediction PSNR: model {summary['frame_prediction_psnr']:.2f} dB, "
+                         f"copying the last frame {summary['copy_last_frame_psnr']:.2f} dB")
+    return lines
+
+
+# =============================================================== stage 1
+
+class TokenizerStage:
+    """Stage 1: the generator (the tokenizer being trained), the discriminator, their Adam
+    optimisers, and the EMA of the generator, which is the model the run folder holds."""
+
+    name = "tokenizer"
+    headline = ("reconstruction", "g_loss", "d_loss")  # shown next to the progress bar
+
+    def __init__(self, config: TokenizerTrainConfig, data: str | Path | Dataset, runtime: Runtime,
+                 saved: dict | None, init: str | Path | None):
+        self.config, self.runtime = config, runtime
+        dataset = _open_dataset(data, num_frames=config.num_frames, resolution=config.resolution, config=config)
+        if config.overfit_one_clip:
+            dataset = _one_clip(dataset)
+        self.dataset = self.batch_source = dataset
+        self.class_names = list(getattr(dataset, "class_names",
+                                        getattr(getattr(dataset, "dataset", None), "class_names", [])))
+
+        torch.manual_seed(config.seed)
+        model_config = ModelConfig(tokenizer=config.tokenizer, num_frames=config.num_frames,
+                                   resolution=tuple(config.resolution), fps=_dataset_fps(dataset),
+                                   training_data=str(data) if not isinstance(data, Dataset) else "")
+        model_config.check()
+        self.generator = VQTokenizer(config.tokenizer).to(runtime.device)
+        if init is not None:
+            _start_tokenizer_from(self.generator, Path(init), model_config, runtime)
+        if config.decoder_only:
+            self.generator.encoder.requires_grad_(False)
+            self.generator.quantizer.requires_grad_(False)
+        self.trainable = [p for p in self.generator.parameters() if p.requires_grad]
+        self.disc_config = DiscriminatorConfig.for_tokenizer(config.discriminator_filters or config.tokenizer.filters,
+                                                             config.num_frames, tuple(config.resolution))
+        if config.discriminator_multipliers:
+            self.disc_config = dataclasses.replace(self.disc_config,
+                                                   channel_multipliers=config.discriminator_multipliers)
+        self.discriminator = StyleGANDiscriminator(self.disc_config).to(runtime.device)
+        self.model = Magvit(model_config).to(runtime.device)  # the saved model: EMA of the generator
+        self.model.tokenizer.load_state_dict(self.generator.state_dict())
+        self.model.requires_grad_(False).eval()
+        adam = dict(lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps, weight_decay=0.0)
+        self.g_opt = torch.optim.Adam(self.trainable, **adam)
+        self.d_opt = torch.optim.Adam(self.discriminator.parameters(), **adam)
+        self.optimizers = [self.g_opt, self.d_opt]
+        self.lecam_ema = torch.zeros(2, device=runtime.device)  # (real, fake) mean logits
+        self.perceptual = PerceptualLoss(config.perceptual_model, runtime.device) if config.perceptual_model else None
+        self.use_gan = config.adversarial_weight > 0  # without the GAN term the discriminator cannot matter
+        if saved is not None:
+            self.load_state_dict(saved)
+        for module in (self.generator, self.discriminator, self.model):
+            _broadcast_parameters(module, runtime)
+
+        self.preview_real = _preview_clips(dataset, PREVIEW_CLIPS)[0].to(runtime.device)
+        self.generator.train()
+        self.discriminator.train()
+
+    # ------------------------------------------------------------ checkpoint
+
+    def state_dict(self) -> dict:
+        """The stage's part of training_state.pt (the same keys as before train.py was split)."""
+        return {"generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
+                "ema": self.model.tokenizer.state_dict(), "g_optimizer": self.g_opt.state_dict(),
+                "d_optimizer": self.d_opt.state_dict(), "lecam_ema": self.lecam_ema.cpu(),
+                "discriminator_config": self.disc_config.to_dict()}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.generator.load_state_dict(saved["generator"])
+        self.discriminator.load_state_dict(saved["discriminator"])
+        self.model.tokenizer.load_state_dict(saved["ema"])
+        self.g_opt.load_state_dict(saved["g_optimizer"])
+        self.d_opt.load_state_dict(saved["d_optimizer"])
+        self.lecam_ema.copy_(saved["lecam_ema"])
+
+    # ------------------------------------------------------------ one step
+
+    def forward_backward(self, batch, step: int) -> dict[str, torch.Tensor]:
+        """Losses and gradients of one step (vqgan_trainer.train_g_d): the discriminator loss
+        differentiated w.r.t. D only, the generator loss w.r.t. G only, from one forward.
+        Without a GAN term (adversarial_weight = 0) only the generator is trained."""
+        config, runtime = self.config, self.runtime
+        discriminator = self.discriminator if self.use_gan else None
+        losses: dict[str, torch.Tensor] = {}
+        use_r1 = discriminator is not None and config.r1_weight > 0
+        real = batch[0].to(runtime.device, non_blocking=True).detach().requires_grad_(use_r1)
+        with runtime.autocast():
+            recon, quantizer_losses = self.generator(real.detach())
+        losses["reconstruction"] = F.mse_loss(recon.float(), real.detach())
+        losses["quantizer"] = quantizer_losses["quantizer"]
+        losses["entropy"] = quantizer_losses["entropy"].detach()
+        g_loss = losses["reconstruction"] + losses["quantizer"]
+        if self.perceptual is not None:
+            with runtime.autocast():
+                losses["perceptual"] = config.perceptual_weight * self.perceptual(real.detach(), recon)
+            g_loss = g_loss + losses["perceptual"]
+
+        d_params = list(discriminator.parameters()) if discriminator is not None else []
+        d_grads: tuple[torch.Tensor, ...] = ()
+        if discriminator is not None:
+            with runtime.autocast():
+                real_logit = discriminator(real).float()
+                fake_logit = discriminator(recon).float()
+            if use_r1:
+                # R1: squared gradient norm of Σ D(real) w.r.t. the real videos, per example, batch mean.
+                grad, = torch.autograd.grad(real_logit.sum(), real, create_graph=True)
+                losses["r1"] = grad.float().pow(2).flatten(1).sum(1).mean() * config.r1_weight
+            real_mean, fake_mean = real_logit.mean(), fake_logit.mean()
+            losses["d_adversarial"] = F.softplus(-real_logit).mean() + F.softplus(fake_logit).mean()
+            if config.lecam_weight > 0:
+                losses["lecam"] = config.lecam_weight * (F.relu(real_mean - self.lecam_ema[1]).pow(2)
+                                                         + F.relu(self.lecam_ema[0] - fake_mean).pow(2))
+            d_loss = sum(losses[k] for k in ("d_adversarial", "r1", "lecam") if k in losses)
+            losses["g_adversarial"] = config.adversarial_weight * F.softplus(-fake_logit).mean()
+            g_loss = g_loss + losses["g_adversarial"]
+            d_grads = torch.autograd.grad(d_loss, d_params, retain_graph=True, allow_unused=True,
+                                          materialize_grads=True)
+            losses["d_loss"], losses["real_logit"], losses["fake_logit"] = d_loss, real_mean, fake_mean
+
+        g_grads = torch.autograd.grad(g_loss, self.trainable, allow_unused=True, materialize_grads=True)
+        for p, g in zip(d_params + self.trainable, d_grads + g_grads):
+            p.grad = g
+        losses["g_loss"] = g_loss
+        # Two gradients from one forward and an R1 double backward: DistributedDataParallel
+        # does not support that, so the gradients are averaged by hand.
+        _average_gradients(d_params + self.trainable, runtime)
+        return {k: losses[k].detach() for k in sorted(losses)}
+
+    def optimizer_step(self, values: dict[str, float]) -> None:
+        self.g_opt.step()
+        self.g_opt.zero_grad(set_to_none=True)
+        if self.use_gan:
+            self.d_opt.step()
+            self.d_opt.zero_grad(set_to_none=True)
+        ema_update(self.model.tokenizer, self.generator, self.config.ema_decay)
+        if self.use_gan and self.config.lecam_weight > 0:
+            observed = torch.tensor([values["real_logit"], values["fake_logit"]], device=self.runtime.device)
+            self.lecam_ema.lerp_(observed, 1 - self.config.lecam_decay)
+
+    # ------------------------------------------------------------ fixed clips
+
+    def _psnr(self, tokenizer: VQTokenizer) -> float:
+        with torch.no_grad(), self.runtime.autocast():
+            recon = tokenizer.decode(tokenizer.encode(self.preview_real)).float().clamp(0, 1)
+        return float(psnr(recon, self.preview_real).mean())
+
+    def evaluate(self) -> float:
+        """Reconstruction PSNR of the EMA tokenizer on the fixed clips."""
+        return self._psnr(self.model.tokenizer)
+
+    def preview(self, folder: Path, step: int) -> None:
+        """Fixed clips next to the EMA tokenizer's reconstructions."""
+        with torch.no_grad(), self.runtime.autocast():
+            recon = self.model.tokenizer.decode(self.model.tokenizer.encode(self.preview_real))
+        rows = [clip for pair in zip(self.preview_real, recon) for clip in pair]
+        _save_grid(folder / f"step_{step:07d}.png", rows)
+
+    def summary(self, steps: int, out_dir: Path, losses: dict, psnr_start: float, started: float) -> dict:
+        return {
+            "stage": self.name, "steps": steps, "out_dir": str(out_dir), "losses": losses,
+            "psnr_start": psnr_start, "psnr_end": self.evaluate(), "psnr_end_raw": self._psnr(self.generator),
+            "parameters": sum(p.numel() for p in self.generator.parameters()),
+            "weights_sha256": weights_digest(self.model),
+            "discriminator_parameters": sum(p.numel() for p in self.discriminator.parameters()),
+            "clips": len(self.dataset), "class_names": self.class_names,
+            "precision": self.runtime.precision,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+
+
+class PerceptualLoss(nn.Module):
+    """Official perceptual loss on logits (losses.calculate_perceptual_loss_on_pretrained):
+    every frame resized bilinearly to 224², fed without normalisation to an image
+    classifier, MSE between its outputs on real and reconstructed frames. The
+    classifier (the official code expects an ImageNet ResNet-50 that it does not ship)
+    comes from a file given by the user: a `torch.export` program (.pt2, exported with
+    a dynamic batch dimension) or a TorchScript module (torch.jit.save)."""
+
+    def __init__(self, path: str, device: torch.device):
+        super().__init__()
+        try:
+            if Path(path).suffix == ".pt2":
+                self.net = torch.export.load(path).module().to(device)
+            else:
+                self.net = torch.jit.load(path, map_location=device).eval()
+        except (OSError, RuntimeError, ValueError) as error:
+            raise ModelError(f"cannot load the perceptual-loss network {path}: {error}",
+                             "give an image classifier saved with torch.export.save (.pt2) or torch.jit.save") from None
+        for param in self.net.parameters():
+            param.requires_grad_(False)
+
+    @staticmethod
+    def _frames(video: torch.Tensor) -> torch.Tensor:
+        frames = video.transpose(1, 2).flatten(0, 1)  # [B*T, 3, H, W]
+        return F.interpolate(frames, size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
+
+    def forward(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            target = self.net(self._frames(real)).float()
+        return F.mse_loss(self.net(self._frames(fake)).float(), target)
+
+
+def _start_tokenizer_from(tokenizer: VQTokenizer, init: Path, model_config: ModelConfig, runtime: Runtime) -> None:
+    """Copy the tokenizer of the model folder `init` into `tokenizer` (fine-tuning); its
+    layout and clip size must be this run's."""
+    from .checkpoint import load_model
+
+    base = load_model(init, device=runtime.device)
+    mismatch = [what for what, same in (
+        ("tokenizer shape", base.config.tokenizer == model_config.tokenizer),
+        ("clip length", base.config.num_frames == model_config.num_frames),
+        ("resolution", tuple(base.config.resolution) == tuple(model_config.resolution))) if not same]
+    if mismatch:
+        raise UsageError(f"cannot start from {init}: its {', '.join(mismatch)} differ from this run's",
+                         "set the tokenizer, num_frames and resolution settings to the model's")
+    tokenizer.load_state_dict(base.tokenizer.state_dict())
+
+
+# =============================================================== stage 2
+
+class TransformerStage:
+    """Stage 2: the transformer and its AdamW optimiser, trained on tokens of the frozen
+    tokenizer (made on the fly, or read from a token cache); the model the run folder
+    holds is the complete one (tokenizer + transformer)."""
+
+    name = "transformer"
+    headline = ("loss",)
+
+    def __init__(self, config: TransformerTrainConfig, data: str | Path | Dataset, source: Magvit,
+                 tokenizer_dir: Path, runtime: Runtime, saved: dict | None, init: str | Path | None,
+                 token_cache: Path | None):
+        self.config, self.runtime = config, runtime
+        frames, resolution = source.config.num_frames, tuple(source.config.resolution)
+        if config.batch_size * frames * resolution[0] * resolution[1] > MAX_BATCH_VOXELS:
+            raise UsageError(f"batch_size {config.batch_size} of {frames}x{resolution[0]}x{resolution[1]} clips is "
+                             f"more than the {MAX_BATCH_VOXELS:,} voxels a batch may hold", "use a smaller batch_size")
+        needs_classes = any(task_lib.get_task(t).class_conditional for t in config.tasks)
+        dataset = _open_dataset(data, num_frames=frames, resolution=resolution, config=config,
+                                class_names=saved["class_names"] if saved is not None and saved["class_names"] else None)
+        self.class_names = list(getattr(_base_dataset(dataset), "class_names", [])) if needs_classes else []
+        if needs_classes and not self.class_names:
+            raise UsageError(f"tasks {', '.join(config.tasks)} need class labels, but the training data has none",
+                             "put the videos in class sub-folders or give labels in a manifest")
+        if config.overfit_one_clip:
+            dataset = _one_clip(dataset)
+        self.dataset = dataset
+
+        self.latent_shape = source.tokenizer.latent_shape(frames, *resolution)
+        self.tconfig = dataclasses.replace(config.transformer, codebook_size=source.config.tokenizer.codebook_size,
+                                           num_classes=len(self.class_names), multi_task=len(config.tasks) > 1,
+                                           latent_shape=self.latent_shape)
+        model_config = ModelConfig(tokenizer=source.config.tokenizer, transformer=self.tconfig, num_frames=frames,
+                                   resolution=resolution, tasks=list(config.tasks), class_names=self.class_names,
+                                   fps=_dataset_fps(dataset, source.config.fps),
+                                   training_data=str(data) if not isinstance(data, Dataset) else "")
+        model_config.check()
+        check_sizes(model_config, "the transformer settings")
+        torch.manual_seed(config.seed)
+        self.model = Magvit(model_config).to(runtime.device)
+        self.model.tokenizer.load_state_dict(source.tokenizer.state_dict())
+        self.model.tokenizer.requires_grad_(False).eval()
+        self.tokenizer, self.transformer = self.model.tokenizer, self.model.transformer
+        self.optimizer = torch.optim.AdamW(weight_decay_groups(self.transformer, config.weight_decay), lr=config.lr,
+                                           betas=(config.beta1, config.beta2), eps=config.eps)
+        self.optimizers = [self.optimizer]
+        if saved is not None:
+            self.load_state_dict(saved)
+        elif init is not None:
+            _start_transformer_from(self.model, Path(init), runtime)
+        # What the training step calls: under torchrun, wrapped to average the gradients.
+        self.net = self.transformer
+        if runtime.distributed:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.transformer, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
+
+        videos, labels = _preview_clips(dataset, PREVIEW_CLIPS)
+        self.preview_videos, self.preview_labels = videos.to(runtime.device), labels.to(runtime.device)
+        self.cache = None
+        if token_cache is not None:
+            self.cache = _token_cache(token_cache, dataset, self.tokenizer, tokenizer_dir, config, model_config,
+                                      runtime)
+            if config.overfit_one_clip:
+                self.cache = Subset(self.cache, [0])
+        self.batch_source = self.cache if self.cache is not None else dataset
+        self.latent_masks = _latent_masks(config, model_config, runtime.device)
+        self.schedule = task_lib.TaskSchedule.create(config.tasks, config.task_weights or None, seed=config.seed)
+        self.transformer.train()
+
+    # ------------------------------------------------------------ checkpoint
+
+    def state_dict(self) -> dict:
+        """The stage's part of training_state.pt (the same keys as before train.py was split)."""
+        return {"transformer": self.transformer.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "class_names": self.class_names}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.transformer.load_state_dict(saved["transformer"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+
+    # ------------------------------------------------------------ one step
+
+    def forward_backward(self, batch, step: int) -> dict[str, torch.Tensor | float]:
+        """Loss and gradients of one step: this step's task, its condition, one mask ratio."""
+        config, runtime = self.config, self.runtime
+        task = self.schedule.task_for_step(step)
+        labels = batch[-1].to(runtime.device)
+        if self.cache is not None:
+            local = config.batch_size // runtime.world_size
+            tokens = batch[0].to(runtime.device).reshape(local, -1)
+            cond = batch[1][task].to(runtime.device).reshape(local, -1) if task in self.latent_masks else None
+            mask = self.latent_masks.get(task)
+        else:
+            tokens, cond, mask = tokenize_with_condition(self.tokenizer, batch[0].to(runtime.device), task,
+                                                         self.latent_shape, config.cond_frames,
+                                                         config.cond_latent_frames)
+        # One mask ratio per step and scores drawn for the global batch (rank r holds
+        # examples r, r + W, ...), so N processes compute what one process would.
+        bits = _bits(config.seed, "mask", step)
+        ratio = task_lib.sample_mask_ratio(bits)
+        scores = torch.rand(config.batch_size, tokens.shape[1], generator=bits)
+        scores = scores[runtime.rank::runtime.world_size].to(runtime.device)
+        torch.manual_seed(seed_for(config.seed, "dropout", step, runtime.rank))
+        loss = _transformer_loss(self.net, self.tconfig, task, tokens, cond, mask, labels, ratio, scores, config,
+                                 runtime)
+        loss.backward()
+        grad_norm = clip_grad_norm(list(self.transformer.parameters()), config.grad_clip)
+        return {"loss": loss.detach(), "grad_norm": grad_norm, "mask_ratio": ratio}
+
+    def optimizer_step(self, values: dict[str, float]) -> None:
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    # ------------------------------------------------------------ fixed clips
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Masked-token loss on the fixed clips, every task, mask ratio 0.5, fixed scores."""
+        config = self.config
+        self.transformer.eval()
+        total = 0.0
+        for task in config.tasks:
+            tokens, cond, mask = tokenize_with_condition(self.tokenizer, self.preview_videos, task, self.latent_shape,
+                                                         config.cond_frames, config.cond_latent_frames)
+            scores = torch.rand(tokens.shape, generator=_bits(config.seed, "eval", task)).to(self.runtime.device)
+            total += float(_transformer_loss(self.transformer, self.tconfig, task, tokens, cond, mask,
+                                             self.preview_labels, 0.5, scores, config, self.runtime))
+        self.transformer.train()
+        return total / len(config.tasks)
+
+    def _generate(self, task: str) -> torch.Tensor:
+        from .decoding import DecodeOptions
+
+        self.model.eval()
+        labels = self.preview_labels if task_lib.get_task(task).class_conditional else None
+        video = None if task == "full_generation" else self.preview_videos
+        out = self.model.run_task(task, video, labels, DecodeOptions(seed=self.config.seed),
+                                  cond_frames=self.config.cond_frames)
+        self.transformer.train()
+        return out
+
+    def _condition(self, task: str) -> torch.Tensor:
+        """The condition video of `task` for the fixed clips (what the model is shown)."""
+        return task_lib.condition(task, self.preview_videos, self.latent_shape, self.config.cond_frames,
+                                  self.config.cond_latent_frames).video
+
+    def preview(self, folder: Path, step: int) -> None:
+        """Fixed clips, their condition and the model's output, for one task in turn."""
+        config = self.config
+        task = config.tasks[(step // max(1, config.preview_every)) % len(config.tasks)]
+        out = self._generate(task)
+        cond = self._condition(task).expand_as(self.preview_videos)
+        rows = [clip for triple in zip(self.preview_videos, cond, out) for clip in triple]
+        _save_grid(folder / f"step_{step:07d}_{task}.png", rows)
+
+    def summary(self, steps: int, out_dir: Path, losses: dict, loss_start: float, started: float) -> dict:
+        config = self.config
+        summary = {"stage": self.name, "steps": steps, "out_dir": str(out_dir), "losses": losses,
+                   "eval_loss_start": loss_start, "eval_loss_end": self.evaluate(),
+                   "parameters": sum(p.numel() for p in self.transformer.parameters()), "tasks": list(config.tasks),
+                   "weights_sha256": weights_digest(self.model),
+                   "class_names": self.class_names, "clips": len(self.dataset),
+                   "precision": self.runtime.precision,
+                   "seconds": round(time.perf_counter() - started, 2)}
+        if "frame_prediction" in config.tasks:
+            # The model's predicted frames against repeating the last known frame.
+            cut = config.cond_frames
+            real = self.preview_videos[:, :, cut:]
+            predicted = self._generate("frame_prediction")[:, :, cut:]
+            copied = self._condition("frame_prediction")[:, :, cut:]
+            summary["frame_prediction_psnr"] = float(psnr(predicted, real).mean())
+            summary["copy_last_frame_psnr"] = float(psnr(copied, real).mean())
+        return summary
+
+
+@torch.no_grad()
+def tokenize_with_condition(tokenizer: VQTokenizer, videos: torch.Tensor, task: str,
+                            latent_shape: tuple[int, int, int], cond_frames: int = 1,
+                            cond_latent_frames: int = 1) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(tokens [B, N], condition tokens [B, N] or None, latent mask [1, N] or None) of a
+    batch for `task`; clip and condition video go through the tokenizer as one batch
+    (maskgvt_train_lib.tokenize_with_cond), in float32."""
+    batch = videos.shape[0]
+    with torch.autocast(videos.device.type, enabled=False):
+        if not task_lib.get_task(task).has_condition:
+            return tokenizer.encode(videos.float()).reshape(batch, -1), None, None
+        cond = task_lib.condition(task, videos, latent_shape, cond_frames, cond_latent_frames)
+        codes = tokenizer.encode(torch.cat([videos, cond.video]).float()).reshape(2 * batch, -1)
+    return codes[:batch], codes[batch:], cond.latent_mask.reshape(1, -1)
+
+
+def _latent_masks(config: TransformerTrainConfig, model_config: ModelConfig, device) -> dict[str, torch.Tensor]:
+    """[1, N] condition-token mask of every task with a condition (geometry only)."""
+    blank = torch.zeros(1, 3, model_config.num_frames, *model_config.resolution, device=device)
+    return {task: task_lib.condition(task, blank, model_config.latent_shape, config.cond_frames,
+                                     config.cond_latent_frames).latent_mask.reshape(1, -1)
+            for task in config.tasks if task_lib.get_task(task).has_condition}
+
+
+def _token_cache(folder: Path, dataset: Dataset, tokenizer: VQTokenizer, tokenizer_dir: Path,
+                 config: TransformerTrainConfig, model_config: ModelConfig, runtime: Runtime) -> TokenCache:
+    base = _base_dataset(dataset)
+    if not isinstance(base, VideoClipDataset):
+        raise UsageError("a token cache needs training data given as a folder or a manifest")
+    digest = hashlib.sha256()
+    for name in ("model.safetensors", "config.json"):
+        path = tokenizer_dir / name
+        digest.update(path.read_bytes() if path.is_file() else name.encode())
+    conditions = [t for t in config.tasks if task_lib.get_task(t).has_condition]
+    meta = {"tokenizer": digest.hexdigest(), "videos": [(i.path, i.first_frame, i.num_frames) for i in base.items],
+            "num_frames": model_config.num_frames, "resolution": list(model_config.resolution),
+            "stride": base.stride, "cond_frames": config.cond_frames, "cond_latent_frames": config.cond_latent_frames,
+            "conditions": conditions}
+    if runtime.main and not TokenCache.matches(folder, meta):
+        fixed = copy.copy(base)
+        fixed.train = False  # fixed clips: centre window, centre crop
+        loader = DataLoader(fixed, batch_size=8, num_workers=config.num_workers, worker_init_fn=worker_init)
+
+        def encode(videos: torch.Tensor) -> dict[str, torch.Tensor]:
+            videos = videos.to(runtime.device)
+            out = {"tokens": tokenizer.encode(videos).cpu()}
+            for task in conditions:
+                _, cond, _ = tokenize_with_condition(tokenizer, videos, task, model_config.latent_shape,
+                                                     config.cond_frames, config.cond_latent_frames)
+                out[task] = cond.reshape(-1, *model_config.latent_shape).cpu()
+            return out
+
+        with torch.no_grad():
+            TokenCache.build(folder, iter(loader), encode, meta)
+    if runtime.distributed:
+        dist.barrier()
+    return TokenCache(folder)
+
+
+def _start_transformer_from(magvit: Magvit, init: Path, runtime: Runtime) -> None:
+    """Copy the transformer of the model folder `init` into `magvit` (fine-tuning). The
+    model must match: same tokenizer weights (codes mean the same pictures), transformer
+    shape, tasks and classes; anything else would silently train a different model."""
+    from .checkpoint import load_model
+
+    base = load_model(init, device=runtime.device)
+    mismatch = [what for what, same in (
+        ("transformer shape", base.config.transformer == magvit.config.transformer),
+        ("tasks", list(base.config.tasks) == list(magvit.config.tasks)),
+        ("class names", list(base.config.class_names) == list(magvit.config.class_names)),
+        ("tokenizer", base.config.tokenizer == magvit.config.tokenizer and all(
+            torch.equal(a, b) for a, b in zip(base.tokenizer.state_dict().values(),
+                                              magvit.tokenizer.state_dict().values()))))
+        if not same]
+    if mismatch:
+        raise UsageError(f"cannot start from {init}: its {', '.join(mismatch)} differ from this run's",
+                         "fine-tune with the model's own tokenizer (--tokenizer), tasks and class folders")
+    magvit.transformer.load_state_dict(base.transformer.state_dict())
+
+
+def _transformer_loss(model: nn.Module, tconfig: TransformerConfig, task: str, tokens: torch.Tensor,
+                      cond_tokens: torch.Tensor | None, latent_mask: torch.Tensor | None, labels: torch.Tensor,
+                      ratio: float, scores: torch.Tensor, config: TransformerTrainConfig, runtime: Runtime) -> torch.Tensor:
+    masked = task_lib.mask_tokens(tconfig, task, tokens, cond_tokens, latent_mask, labels, ratio, scores=scores,
+                                  model_tasks=config.tasks)
+    with runtime.autocast():
+        logits = model(masked.inputs)
+    prefix = tconfig.num_prefix
+    return masked_token_loss(logits[:, prefix:], masked.targets[:, prefix:], masked.weights[:, prefix:],
+                             tconfig.codebook_size, config.label_smoothing)
 
 
 # ================================================================== mechanics
@@ -560,6 +940,16 @@ def _one_clip(dataset: Dataset) -> Dataset:
     return Subset(dataset, [0])
 
 
+def _base_dataset(dataset: Dataset) -> Dataset:
+    return dataset.dataset if isinstance(dataset, Subset) else dataset
+
+
+def _dataset_fps(dataset: Dataset, default: float = 8.0) -> float:
+    base = _base_dataset(dataset)
+    rates = [item.fps for item in getattr(base, "items", [])]
+    return float(np.median(rates)) if rates else default
+
+
 # ------------------------------------------------------------------ run folder
 
 class _Stop:
@@ -626,12 +1016,6 @@ def _check_resume_config(saved: dict, config) -> None:
     if changed:
         raise UsageError(f"resume with different settings: {', '.join(changed)}",
                          "resume with the settings of the original run (only steps, precision, workers and logging may change)")
-
-
-def _no_init_on_resume(init) -> None:
-    if init is not None:
-        raise UsageError("--init starts a new run from a model; a resumed run continues from its checkpoint",
-                         "drop --init when you pass --resume")
 
 
 def _config_dict(config) -> dict:
@@ -771,587 +1155,3 @@ def _preview_clips(dataset: Dataset, count: int) -> tuple[torch.Tensor, torch.Te
     else:
         items = [base[i] for i in indices]
     return torch.stack([v for v, _ in items]), torch.tensor([int(l) for _, l in items])
-
-
-# =============================================================== stage 1
-
-class PerceptualLoss(nn.Module):
-    """Official perceptual loss on logits (losses.calculate_perceptual_loss_on_pretrained):
-    every frame resized bilinearly to 224², fed without normalisation to an image
-    classifier, MSE between its outputs on real and reconstructed frames. The
-    classifier (the official code expects an ImageNet ResNet-50 that it does not ship)
-    comes from a file given by the user: a `torch.export` program (.pt2, exported with
-    a dynamic batch dimension) or a TorchScript module (torch.jit.save)."""
-
-    def __init__(self, path: str, device: torch.device):
-        super().__init__()
-        try:
-            if Path(path).suffix == ".pt2":
-                self.net = torch.export.load(path).module().to(device)
-            else:
-                self.net = torch.jit.load(path, map_location=device).eval()
-        except (OSError, RuntimeError, ValueError) as error:
-            raise ModelError(f"cannot load the perceptual-loss network {path}: {error}",
-                             "give an image classifier saved with torch.export.save (.pt2) or torch.jit.save") from None
-        for param in self.net.parameters():
-            param.requires_grad_(False)
-
-    @staticmethod
-    def _frames(video: torch.Tensor) -> torch.Tensor:
-        frames = video.transpose(1, 2).flatten(0, 1)  # [B*T, 3, H, W]
-        return F.interpolate(frames, size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
-
-    def forward(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            target = self.net(self._frames(real)).float()
-        return F.mse_loss(self.net(self._frames(fake)).float(), target)
-
-
-def _tokenizer_step(generator: VQTokenizer, discriminator: StyleGANDiscriminator | None, real: torch.Tensor,
-                    config: TokenizerTrainConfig, runtime: Runtime, perceptual: PerceptualLoss | None,
-                    lecam_ema: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Losses and gradients of one step (vqgan_trainer.train_g_d): the discriminator loss
-    differentiated w.r.t. D only, the generator loss w.r.t. G only, from one forward.
-    Without a discriminator (adversarial_weight = 0) only the generator is trained."""
-    losses: dict[str, torch.Tensor] = {}
-    use_r1 = discriminator is not None and config.r1_weight > 0
-    real = real.detach().requires_grad_(use_r1)
-    with runtime.autocast():
-        recon, quantizer_losses = generator(real.detach())
-    losses["reconstruction"] = F.mse_loss(recon.float(), real.detach())
-    losses["quantizer"] = quantizer_losses["quantizer"]
-    losses["entropy"] = quantizer_losses["entropy"].detach()
-    g_loss = losses["reconstruction"] + losses["quantizer"]
-    if perceptual is not None:
-        with runtime.autocast():
-            losses["perceptual"] = config.perceptual_weight * perceptual(real.detach(), recon)
-        g_loss = g_loss + losses["perceptual"]
-
-    d_params = list(discriminator.parameters()) if discriminator is not None else []
-    d_grads: tuple[torch.Tensor, ...] = ()
-    if discriminator is not None:
-        with runtime.autocast():
-            real_logit = discriminator(real).float()
-            fake_logit = discriminator(recon).float()
-        if use_r1:
-            # R1: squared gradient norm of Σ D(real) w.r.t. the real videos, per example, batch mean.
-            grad, = torch.autograd.grad(real_logit.sum(), real, create_graph=True)
-            losses["r1"] = grad.float().pow(2).flatten(1).sum(1).mean() * config.r1_weight
-        real_mean, fake_mean = real_logit.mean(), fake_logit.mean()
-        losses["d_adversarial"] = F.softplus(-real_logit).mean() + F.softplus(fake_logit).mean()
-        if config.lecam_weight > 0:
-            losses["lecam"] = config.lecam_weight * (F.relu(real_mean - lecam_ema[1]).pow(2)
-                                                     + F.relu(lecam_ema[0] - fake_mean).pow(2))
-        d_loss = sum(losses[k] for k in ("d_adversarial", "r1", "lecam") if k in losses)
-        losses["g_adversarial"] = config.adversarial_weight * F.softplus(-fake_logit).mean()
-        g_loss = g_loss + losses["g_adversarial"]
-        d_grads = torch.autograd.grad(d_loss, d_params, retain_graph=True, allow_unused=True, materialize_grads=True)
-        losses["d_loss"], losses["real_logit"], losses["fake_logit"] = d_loss, real_mean, fake_mean
-
-    g_params = [p for p in generator.parameters() if p.requires_grad]
-    g_grads = torch.autograd.grad(g_loss, g_params, allow_unused=True, materialize_grads=True)
-    for p, g in zip(d_params + g_params, d_grads + g_grads):
-        p.grad = g
-    losses["g_loss"] = g_loss
-    return {k: v.detach() for k, v in losses.items()}
-
-
-def _start_tokenizer_from(tokenizer: VQTokenizer, init: Path, model_config: ModelConfig, runtime: Runtime) -> None:
-    """Copy the tokenizer of the model folder `init` into `tokenizer` (fine-tuning); its
-    layout and clip size must be this run's."""
-    from .checkpoint import load_model
-
-    base = load_model(init, device=runtime.device)
-    mismatch = [what for what, same in (
-        ("tokenizer shape", base.config.tokenizer == model_config.tokenizer),
-        ("clip length", base.config.num_frames == model_config.num_frames),
-        ("resolution", tuple(base.config.resolution) == tuple(model_config.resolution))) if not same]
-    if mismatch:
-        raise UsageError(f"cannot start from {init}: its {', '.join(mismatch)} differ from this run's",
-                         "set the tokenizer, num_frames and resolution settings to the model's")
-    tokenizer.load_state_dict(base.tokenizer.state_dict())
-
-
-def _no_empty_run_folder(train_fn):
-    """A run that fails before writing anything leaves no empty run folder behind."""
-    signature = inspect.signature(train_fn)
-
-    @functools.wraps(train_fn)
-    def run(*args, **kwargs):
-        out_dir = Path(signature.bind(*args, **kwargs).arguments["out_dir"])
-        existed = out_dir.exists()
-        try:
-            return train_fn(*args, **kwargs)
-        except BaseException:
-            if not existed and out_dir.is_dir() and not any(out_dir.iterdir()):
-                out_dir.rmdir()
-            raise
-
-    return run
-
-
-def _end_of_step(step: int, lr: float, values: dict, config, reporter: "_Reporter", preview, save,
-                 stop: "_Stop", stopping: bool) -> None:
-    """Bookkeeping after an optimiser step, the same for both stages: log, preview,
-    and save periodically or before stopping on a signal."""
-    reporter.update(step, lr, values, config.batch_size)
-    if config.preview_every and step % config.preview_every == 0:
-        preview(step)
-    if stopping:
-        save(step)
-        raise stop.error()
-    if config.save_every and step % config.save_every == 0 and step < config.steps:
-        save(step)
-
-
-def _end_of_run(step: int, config, reporter: "_Reporter", preview, save) -> None:
-    reporter.flush(step, learning_rate(step, config.lr, config.warmup_steps, config.steps))
-    save(step)
-    if config.preview_every:
-        preview(step)
-
-
-@_no_empty_run_folder
-def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, out_dir: str | Path, *,
-                    resume: bool = False, quiet: bool = False, device: str | torch.device | None = None,
-                    init: str | Path | None = None) -> dict:
-    """Train the tokenizer (stage 1) on `data` (folder, manifest or Dataset) into `out_dir`;
-    with `init` (a model folder), start from that model's tokenizer to fine-tune it.
-
-    Returns a summary: steps done, last logged losses, reconstruction PSNR of the EMA
-    tokenizer on a few fixed clips at the start and at the end (and of the raw
-    generator, which leads the EMA early on), clips/s.
-    """
-    validate(config)
-    runtime = setup_runtime(config.precision, device)
-    if config.batch_size % runtime.world_size:
-        raise UsageError(f"batch_size {config.batch_size} is not divisible by the {runtime.world_size} processes")
-    out_dir = Path(out_dir)
-    saved = _prepare_run_folder(out_dir, resume, runtime)
-    if saved is not None:
-        if saved.get("stage") != "tokenizer":
-            raise UsageError(f"{out_dir} holds a {saved.get('stage')} run, not a tokenizer run")
-        _check_resume_config(saved["config"], config)
-        _no_init_on_resume(init)
-
-    dataset = _open_dataset(data, num_frames=config.num_frames, resolution=config.resolution, config=config)
-    if config.overfit_one_clip:
-        dataset = _one_clip(dataset)
-    class_names = list(getattr(dataset, "class_names", getattr(getattr(dataset, "dataset", None), "class_names", [])))
-
-    torch.manual_seed(config.seed)
-    model_config = ModelConfig(tokenizer=config.tokenizer, num_frames=config.num_frames,
-                               resolution=tuple(config.resolution), fps=_dataset_fps(dataset),
-                               training_data=str(data) if not isinstance(data, Dataset) else "")
-    model_config.check()
-    generator = VQTokenizer(config.tokenizer).to(runtime.device)
-    if init is not None:
-        _start_tokenizer_from(generator, Path(init), model_config, runtime)
-    if config.decoder_only:
-        generator.encoder.requires_grad_(False)
-        generator.quantizer.requires_grad_(False)
-    trainable = [p for p in generator.parameters() if p.requires_grad]
-    disc_config = DiscriminatorConfig.for_tokenizer(config.discriminator_filters or config.tokenizer.filters,
-                                                    config.num_frames, tuple(config.resolution))
-    if config.discriminator_multipliers:
-        disc_config = dataclasses.replace(disc_config, channel_multipliers=config.discriminator_multipliers)
-    discriminator = StyleGANDiscriminator(disc_config).to(runtime.device)
-    ema = Magvit(model_config).to(runtime.device)  # the saved model: EMA of the generator
-    ema.tokenizer.load_state_dict(generator.state_dict())
-    ema.requires_grad_(False).eval()
-    adam = dict(lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps, weight_decay=0.0)
-    g_opt = torch.optim.Adam(trainable, **adam)
-    d_opt = torch.optim.Adam(discriminator.parameters(), **adam)
-    lecam_ema = torch.zeros(2, device=runtime.device)  # (real, fake) mean logits
-    perceptual = PerceptualLoss(config.perceptual_model, runtime.device) if config.perceptual_model else None
-    use_gan = config.adversarial_weight > 0  # without the GAN term the discriminator cannot matter
-
-    start = 0
-    if saved is not None:
-        generator.load_state_dict(saved["generator"])
-        discriminator.load_state_dict(saved["discriminator"])
-        ema.tokenizer.load_state_dict(saved["ema"])
-        g_opt.load_state_dict(saved["g_optimizer"])
-        d_opt.load_state_dict(saved["d_optimizer"])
-        lecam_ema.copy_(saved["lecam_ema"])
-        start = saved["step"]
-    _broadcast_parameters(generator, runtime)
-    _broadcast_parameters(discriminator, runtime)
-    _broadcast_parameters(ema, runtime)
-
-    preview_real, _ = _preview_clips(dataset, 4)
-    preview_real = preview_real.to(runtime.device)
-
-    def eval_psnr(module: VQTokenizer) -> float:
-        with torch.no_grad(), runtime.autocast():
-            recon = module.decode(module.encode(preview_real)).float().clamp(0, 1)
-        return float(psnr(recon, preview_real).mean())
-
-    def save(step: int) -> None:
-        if not runtime.main:
-            return
-        save_model(out_dir, ema)
-        _save_state(out_dir, {
-            "stage": "tokenizer", "step": step, "config": _config_dict(config),
-            "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-            "ema": ema.tokenizer.state_dict(), "g_optimizer": g_opt.state_dict(), "d_optimizer": d_opt.state_dict(),
-            "lecam_ema": lecam_ema.cpu(), "discriminator_config": disc_config.to_dict()
-        })
-
-    def preview(step: int) -> None:
-        if not runtime.main:
-            return
-        with torch.no_grad(), runtime.autocast():
-            recon = ema.tokenizer.decode(ema.tokenizer.encode(preview_real))
-        rows = [clip for pair in zip(preview_real, recon) for clip in pair]
-        _save_grid(out_dir / "previews" / f"step_{step:07d}.png", rows)
-
-    psnr_start = eval_psnr(ema.tokenizer)
-    reporter = _Reporter(out_dir, runtime, quiet, config.steps, start, config.log_every, "tokenizer",
-                         ("reconstruction", "g_loss", "d_loss"))
-    if isinstance(dataset, VideoClipDataset) and dataset.unreadable:
-        reporter.message(f"[yellow]skipped {len(dataset.unreadable)} unreadable videos:\n{dataset.unreadable_report()}")
-    step = start
-    batches = _batches(dataset, config, runtime, start)
-    generator.train()
-    discriminator.train()
-    try:
-        with _Stop() as stop:
-            while step < config.steps:
-                videos, _ = _next_batch(batches, stop, lambda: save(step))
-                videos = videos.to(runtime.device, non_blocking=True)
-                lr = learning_rate(step, config.lr, config.warmup_steps, config.steps)
-                for group in g_opt.param_groups + d_opt.param_groups:
-                    group["lr"] = lr
-                losses = _tokenizer_step(generator, discriminator if use_gan else None, videos, config, runtime,
-                                         perceptual, lecam_ema)
-                _average_gradients((list(discriminator.parameters()) if use_gan else []) + trainable, runtime)
-                names = sorted(losses)
-                reduced = runtime.all_mean(torch.stack([losses[k].float() for k in names]
-                                                       + [torch.tensor(float(stop.signal is not None), device=runtime.device)]))
-                values = dict(zip(names, reduced[:-1].tolist()))
-                if not all(math.isfinite(v) for v in values.values()):
-                    raise _nonfinite(values, step, out_dir)
-                g_opt.step()
-                g_opt.zero_grad(set_to_none=True)
-                if use_gan:
-                    d_opt.step()
-                    d_opt.zero_grad(set_to_none=True)
-                ema_update(ema.tokenizer, generator, config.ema_decay)
-                if use_gan and config.lecam_weight > 0:
-                    lecam_ema.lerp_(torch.tensor([values["real_logit"], values["fake_logit"]], device=runtime.device),
-                                    1 - config.lecam_decay)
-                step += 1
-                _end_of_step(step, lr, values, config, reporter, preview, save, stop, stopping=reduced[-1] > 0)
-        _end_of_run(step, config, reporter, preview, save)
-    finally:
-        reporter.close()
-    summary = {
-        "stage": "tokenizer", "steps": step, "out_dir": str(out_dir), "losses": reporter.last,
-        "psnr_start": psnr_start, "psnr_end": eval_psnr(ema.tokenizer), "psnr_end_raw": eval_psnr(generator),
-        "parameters": sum(p.numel() for p in generator.parameters()), "weights_sha256": weights_digest(ema),
-        "discriminator_parameters": sum(p.numel() for p in discriminator.parameters()),
-        "clips": len(dataset), "class_names": class_names,
-        "precision": runtime.precision,
-        "seconds": round(time.perf_counter() - reporter.started, 2),
-    }
-    return summary
-
-
-# =============================================================== stage 2
-
-def _base_dataset(dataset: Dataset) -> Dataset:
-    return dataset.dataset if isinstance(dataset, Subset) else dataset
-
-
-def _dataset_fps(dataset: Dataset, default: float = 8.0) -> float:
-    base = _base_dataset(dataset)
-    rates = [item.fps for item in getattr(base, "items", [])]
-    return float(np.median(rates)) if rates else default
-
-
-@torch.no_grad()
-def tokenize_with_condition(tokenizer: VQTokenizer, videos: torch.Tensor, task: str,
-                            latent_shape: tuple[int, int, int], cond_frames: int = 1,
-                            cond_latent_frames: int = 1) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """(tokens [B, N], condition tokens [B, N] or None, latent mask [1, N] or None) of a
-    batch for `task`; clip and condition video go through the tokenizer as one batch
-    (maskgvt_train_lib.tokenize_with_cond), in float32."""
-    batch = videos.shape[0]
-    with torch.autocast(videos.device.type, enabled=False):
-        if not task_lib.get_task(task).has_condition:
-            return tokenizer.encode(videos.float()).reshape(batch, -1), None, None
-        cond = task_lib.condition(task, videos, latent_shape, cond_frames, cond_latent_frames)
-        codes = tokenizer.encode(torch.cat([videos, cond.video]).float()).reshape(2 * batch, -1)
-    return codes[:batch], codes[batch:], cond.latent_mask.reshape(1, -1)
-
-
-def _latent_masks(config: TransformerTrainConfig, model_config: ModelConfig, device) -> dict[str, torch.Tensor]:
-    """[1, N] condition-token mask of every task with a condition (geometry only)."""
-    blank = torch.zeros(1, 3, model_config.num_frames, *model_config.resolution, device=device)
-    return {task: task_lib.condition(task, blank, model_config.latent_shape, config.cond_frames,
-                                     config.cond_latent_frames).latent_mask.reshape(1, -1)
-            for task in config.tasks if task_lib.get_task(task).has_condition}
-
-
-def _token_cache(folder: Path, dataset: Dataset, tokenizer: VQTokenizer, tokenizer_dir: Path,
-                 config: TransformerTrainConfig, model_config: ModelConfig, runtime: Runtime) -> TokenCache:
-    base = _base_dataset(dataset)
-    if not isinstance(base, VideoClipDataset):
-        raise UsageError("a token cache needs training data given as a folder or a manifest")
-    digest = hashlib.sha256()
-    for name in ("model.safetensors", "config.json"):
-        path = tokenizer_dir / name
-        digest.update(path.read_bytes() if path.is_file() else name.encode())
-    conditions = [t for t in config.tasks if task_lib.get_task(t).has_condition]
-    meta = {"tokenizer": digest.hexdigest(), "videos": [(i.path, i.first_frame, i.num_frames) for i in base.items],
-            "num_frames": model_config.num_frames, "resolution": list(model_config.resolution),
-            "stride": base.stride, "cond_frames": config.cond_frames, "cond_latent_frames": config.cond_latent_frames,
-            "conditions": conditions}
-    if runtime.main and not TokenCache.matches(folder, meta):
-        fixed = copy.copy(base)
-        fixed.train = False  # fixed clips: centre window, centre crop
-        loader = DataLoader(fixed, batch_size=8, num_workers=config.num_workers, worker_init_fn=worker_init)
-
-        def encode(videos: torch.Tensor) -> dict[str, torch.Tensor]:
-            videos = videos.to(runtime.device)
-            out = {"tokens": tokenizer.encode(videos).cpu()}
-            for task in conditions:
-                _, cond, _ = tokenize_with_condition(tokenizer, videos, task, model_config.latent_shape,
-                                                     config.cond_frames, config.cond_latent_frames)
-                out[task] = cond.reshape(-1, *model_config.latent_shape).cpu()
-            return out
-
-        with torch.no_grad():
-            TokenCache.build(folder, iter(loader), encode, meta)
-    if runtime.distributed:
-        dist.barrier()
-    return TokenCache(folder)
-
-
-def _start_from(magvit: Magvit, init: Path, runtime: Runtime) -> None:
-    """Copy the transformer of the model folder `init` into `magvit` (fine-tuning). The
-    model must match: same tokenizer weights (codes mean the same pictures), transformer
-    shape, tasks and classes; anything else would silently train a different model."""
-    from .checkpoint import load_model
-
-    base = load_model(init, device=runtime.device)
-    mismatch = [what for what, same in (
-        ("transformer shape", base.config.transformer == magvit.config.transformer),
-        ("tasks", list(base.config.tasks) == list(magvit.config.tasks)),
-        ("class names", list(base.config.class_names) == list(magvit.config.class_names)),
-        ("tokenizer", base.config.tokenizer == magvit.config.tokenizer and all(
-            torch.equal(a, b) for a, b in zip(base.tokenizer.state_dict().values(),
-                                              magvit.tokenizer.state_dict().values()))))
-        if not same]
-    if mismatch:
-        raise UsageError(f"cannot start from {init}: its {', '.join(mismatch)} differ from this run's",
-                         "fine-tune with the model's own tokenizer (--tokenizer), tasks and class folders")
-    magvit.transformer.load_state_dict(base.transformer.state_dict())
-
-
-def _transformer_loss(model: nn.Module, tconfig: TransformerConfig, task: str, tokens: torch.Tensor,
-                      cond_tokens: torch.Tensor | None, latent_mask: torch.Tensor | None, labels: torch.Tensor,
-                      ratio: float, scores: torch.Tensor, config: TransformerTrainConfig, runtime: Runtime) -> torch.Tensor:
-    masked = task_lib.mask_tokens(tconfig, task, tokens, cond_tokens, latent_mask, labels, ratio, scores=scores,
-                                  model_tasks=config.tasks)
-    with runtime.autocast():
-        logits = model(masked.inputs)
-    prefix = tconfig.num_prefix
-    return masked_token_loss(logits[:, prefix:], masked.targets[:, prefix:], masked.weights[:, prefix:],
-                             tconfig.codebook_size, config.label_smoothing)
-
-
-@_no_empty_run_folder
-def train_transformer(config: TransformerTrainConfig, data: str | Path | Dataset, tokenizer_dir: str | Path,
-                      out_dir: str | Path, *, resume: bool = False, quiet: bool = False,
-                      token_cache: str | Path | None = None, device: str | torch.device | None = None,
-                      init: str | Path | None = None) -> dict:
-    """Train the transformer (stage 2) on top of the frozen tokenizer of the model
-    folder `tokenizer_dir`; writes a complete model (tokenizer + transformer, tasks
-    and class names in config.json) into `out_dir`.
-
-    `init`: a model folder whose transformer the new run starts from instead of random
-    weights (fine-tuning); it must have the same tokenizer, transformer shape, tasks and classes.
-
-    `token_cache`: a folder for tokens of fixed clips, computed once (see data.TokenCache).
-    Returns a summary: steps, logged losses, masked-token loss on fixed clips at the
-    start and the end, and, when frame prediction is trained, the PSNR of predicted
-    frames next to the PSNR of repeating the last known frame.
-    """
-    from .checkpoint import load_model
-
-    validate(config)
-    runtime = setup_runtime(config.precision, device)
-    if config.batch_size % runtime.world_size:
-        raise UsageError(f"batch_size {config.batch_size} is not divisible by the {runtime.world_size} processes")
-    out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir)
-    source = load_model(tokenizer_dir, device=runtime.device)
-    saved = _prepare_run_folder(out_dir, resume, runtime)
-    if saved is not None:
-        if saved.get("stage") != "transformer":
-            raise UsageError(f"{out_dir} holds a {saved.get('stage')} run, not a transformer run")
-        _check_resume_config(saved["config"], config)
-        _no_init_on_resume(init)
-
-    frames, resolution = source.config.num_frames, tuple(source.config.resolution)
-    if config.batch_size * frames * resolution[0] * resolution[1] > MAX_BATCH_VOXELS:
-        raise UsageError(f"batch_size {config.batch_size} of {frames}x{resolution[0]}x{resolution[1]} clips is "
-                         f"more than the {MAX_BATCH_VOXELS:,} voxels a batch may hold", "use a smaller batch_size")
-    needs_classes = any(task_lib.get_task(t).class_conditional for t in config.tasks)
-    dataset = _open_dataset(data, num_frames=frames, resolution=resolution, config=config,
-                            class_names=saved["class_names"] if saved is not None and saved["class_names"] else None)
-    class_names = list(getattr(_base_dataset(dataset), "class_names", [])) if needs_classes else []
-    if needs_classes and not class_names:
-        raise UsageError(f"tasks {', '.join(config.tasks)} need class labels, but the training data has none",
-                         "put the videos in class sub-folders or give labels in a manifest")
-    if config.overfit_one_clip:
-        dataset = _one_clip(dataset)
-
-    latent_shape = source.tokenizer.latent_shape(frames, *resolution)
-    tconfig = dataclasses.replace(config.transformer, codebook_size=source.config.tokenizer.codebook_size,
-                                  num_classes=len(class_names), multi_task=len(config.tasks) > 1,
-                                  latent_shape=latent_shape)
-    model_config = ModelConfig(tokenizer=source.config.tokenizer, transformer=tconfig, num_frames=frames,
-                               resolution=resolution, tasks=list(config.tasks), class_names=class_names,
-                               fps=_dataset_fps(dataset, source.config.fps),
-                               training_data=str(data) if not isinstance(data, Dataset) else "")
-    model_config.check()
-    check_sizes(model_config, "the transformer settings")
-    torch.manual_seed(config.seed)
-    magvit = Magvit(model_config).to(runtime.device)
-    magvit.tokenizer.load_state_dict(source.tokenizer.state_dict())
-    magvit.tokenizer.requires_grad_(False).eval()
-    del source
-    transformer = magvit.transformer
-    optimizer = torch.optim.AdamW(weight_decay_groups(transformer, config.weight_decay), lr=config.lr,
-                                  betas=(config.beta1, config.beta2), eps=config.eps)
-    start = 0
-    if saved is not None:
-        transformer.load_state_dict(saved["transformer"])
-        optimizer.load_state_dict(saved["optimizer"])
-        start = saved["step"]
-    elif init is not None:
-        _start_from(magvit, Path(init), runtime)
-    if runtime.distributed:
-        model = nn.parallel.DistributedDataParallel(
-            transformer, device_ids=[runtime.device] if runtime.device.type == "cuda" else None)
-    else:
-        model = transformer
-
-    preview_videos, preview_labels = _preview_clips(dataset, 4)
-    preview_videos, preview_labels = preview_videos.to(runtime.device), preview_labels.to(runtime.device)
-    cache = None
-    if token_cache is not None:
-        cache = _token_cache(Path(token_cache), dataset, magvit.tokenizer, tokenizer_dir, config, model_config,
-                             runtime)
-        if config.overfit_one_clip:
-            cache = Subset(cache, [0])
-    latent_masks = _latent_masks(config, model_config, runtime.device)
-    schedule = task_lib.TaskSchedule.create(config.tasks, config.task_weights or None, seed=config.seed)
-    local = config.batch_size // runtime.world_size
-
-    @torch.no_grad()
-    def eval_loss() -> float:
-        """Masked-token loss on the fixed clips, every task, mask ratio 0.5, fixed scores."""
-        transformer.eval()
-        total = 0.0
-        for task in config.tasks:
-            tokens, cond, mask = tokenize_with_condition(magvit.tokenizer, preview_videos, task, latent_shape,
-                                                         config.cond_frames, config.cond_latent_frames)
-            scores = torch.rand(tokens.shape, generator=_bits(config.seed, "eval", task)).to(runtime.device)
-            total += float(_transformer_loss(transformer, tconfig, task, tokens, cond, mask, preview_labels, 0.5,
-                                             scores, config, runtime))
-        transformer.train()
-        return total / len(config.tasks)
-
-    def generate(task: str) -> torch.Tensor:
-        from .model import DecodeOptions
-
-        magvit.eval()
-        labels = preview_labels if task_lib.get_task(task).class_conditional else None
-        video = None if task == "full_generation" else preview_videos
-        out = magvit.run_task(task, video, labels, DecodeOptions(seed=config.seed), cond_frames=config.cond_frames)
-        transformer.train()
-        return out
-
-    def save(step: int) -> None:
-        if runtime.main:
-            save_model(out_dir, magvit)
-            _save_state(out_dir, {"stage": "transformer", "step": step, "config": _config_dict(config),
-                                  "transformer": transformer.state_dict(), "optimizer": optimizer.state_dict(),
-                                  "class_names": class_names})
-
-    def preview(step: int) -> None:
-        if not runtime.main:
-            return
-        task = config.tasks[(step // max(1, config.preview_every)) % len(config.tasks)]
-        out = generate(task)
-        cond = task_lib.condition(task, preview_videos, latent_shape, config.cond_frames, config.cond_latent_frames)
-        rows = [clip for triple in zip(preview_videos, cond.video.expand_as(preview_videos), out) for clip in triple]
-        _save_grid(out_dir / "previews" / f"step_{step:07d}_{task}.png", rows)
-
-    loss_start = eval_loss()
-    reporter = _Reporter(out_dir, runtime, quiet, config.steps, start, config.log_every, "transformer", ("loss",))
-    if isinstance(_base_dataset(dataset), VideoClipDataset) and _base_dataset(dataset).unreadable:
-        reporter.message(f"[yellow]skipped {len(_base_dataset(dataset).unreadable)} unreadable videos:\n"
-                         f"{_base_dataset(dataset).unreadable_report()}")
-    batches = _batches(cache if cache is not None else dataset, config, runtime, start)
-    step = start
-    transformer.train()
-    try:
-        with _Stop() as stop:
-            while step < config.steps:
-                task = schedule.task_for_step(step)
-                batch = _next_batch(batches, stop, lambda: save(step))
-                labels = batch[-1].to(runtime.device)
-                if cache is not None:
-                    tokens = batch[0].to(runtime.device).reshape(local, -1)
-                    cond = batch[1][task].to(runtime.device).reshape(local, -1) if task in latent_masks else None
-                    mask = latent_masks.get(task)
-                else:
-                    tokens, cond, mask = tokenize_with_condition(magvit.tokenizer, batch[0].to(runtime.device), task,
-                                                                 latent_shape, config.cond_frames,
-                                                                 config.cond_latent_frames)
-                # One mask ratio per step and scores drawn for the global batch (rank r holds
-                # examples r, r + W, ...), so N processes compute what one process would.
-                bits = _bits(config.seed, "mask", step)
-                ratio = task_lib.sample_mask_ratio(bits)
-                scores = torch.rand(config.batch_size, tokens.shape[1], generator=bits)
-                scores = scores[runtime.rank::runtime.world_size].to(runtime.device)
-                torch.manual_seed(seed_for(config.seed, "dropout", step, runtime.rank))
-                lr = learning_rate(step, config.lr, config.warmup_steps, config.steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                loss = _transformer_loss(model, tconfig, task, tokens, cond, mask, labels, ratio, scores, config,
-                                         runtime)
-                loss.backward()
-                grad_norm = clip_grad_norm(list(transformer.parameters()), config.grad_clip)
-                reduced = runtime.all_mean(torch.stack([loss.detach().float(), grad_norm.float(),
-                                                        torch.tensor(float(stop.signal is not None),
-                                                                     device=runtime.device)]))
-                values = {"loss": float(reduced[0]), "grad_norm": float(reduced[1]), "mask_ratio": ratio}
-                if not math.isfinite(values["loss"]) or not math.isfinite(values["grad_norm"]):
-                    raise _nonfinite(values, step, out_dir)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                _end_of_step(step, lr, values, config, reporter, preview, save, stop, stopping=reduced[-1] > 0)
-        _end_of_run(step, config, reporter, preview, save)
-    finally:
-        reporter.close()
-    summary = {"stage": "transformer", "steps": step, "out_dir": str(out_dir), "losses": reporter.last,
-               "eval_loss_start": loss_start, "eval_loss_end": eval_loss(),
-               "parameters": sum(p.numel() for p in transformer.parameters()), "tasks": list(config.tasks),
-               "weights_sha256": weights_digest(magvit),
-               "class_names": class_names, "clips": len(dataset),
-               "precision": runtime.precision,
-               "seconds": round(time.perf_counter() - reporter.started, 2)}
-    if "frame_prediction" in config.tasks:
-        predicted = generate("frame_prediction")
-        known = task_lib.condition("frame_prediction", preview_videos, latent_shape, config.cond_frames,
-                                   config.cond_latent_frames).video
-        cut = config.cond_frames
-        summary["frame_prediction_psnr"] = float(psnr(predicted[:, :, cut:], preview_videos[:, :, cut:]).mean())
-        summary["copy_last_frame_psnr"] = float(psnr(known[:, :, cut:], preview_videos[:, :, cut:]).mean())
-    return summary

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from magvit_cli import train
+from magvit_cli import train, train_config
 
 from conftest import write_clip
 
@@ -40,13 +40,14 @@ def test_both_stages_learn_and_prediction_beats_copying_the_last_frame(tmp_path)
     for i in range(4):
         write_clip(data / "slide" / f"clip{i}.mp4", sliding_texture(i))
 
-    tokenizer = train.train_tokenizer(train.apply_overrides(train.preset("tokenizer", "tiny"), TOKENIZER),
-                                      data, tmp_path / "tokenizer", quiet=True)
+    tokenizer_config = train_config.apply_overrides(train_config.preset("tokenizer", "tiny"), TOKENIZER)
+    tokenizer = train.train_tokenizer(tokenizer_config, data, tmp_path / "tokenizer", quiet=True)
     print("tokenizer", {k: tokenizer[k] for k in ("psnr_start", "psnr_end_raw", "psnr_end", "seconds")})
     assert tokenizer["psnr_end"] > tokenizer["psnr_start"] + 8  # measured: 6.2 dB -> 17.0 dB in 400 steps
 
-    transformer = train.train_transformer(train.apply_overrides(train.preset("transformer", "tiny"), TRANSFORMER),
-                                          data, tmp_path / "tokenizer", tmp_path / "model", quiet=True)
+    transformer_config = train_config.apply_overrides(train_config.preset("transformer", "tiny"), TRANSFORMER)
+    transformer = train.train_transformer(transformer_config, data, tmp_path / "tokenizer", tmp_path / "model",
+                                          quiet=True)
     print("transformer", {k: transformer[k] for k in ("eval_loss_start", "eval_loss_end", "frame_prediction_psnr",
                                                       "copy_last_frame_psnr", "seconds")})
     assert transformer["eval_loss_end"] < transformer["eval_loss_start"] / 2  # measured: 4.18 -> 1.75

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
-from magvit_cli import train
+from magvit_cli import train, train_config
 from magvit_cli.checkpoint import load_model, save_model
 from magvit_cli.discriminator import DiscriminatorConfig, StyleGANDiscriminator, avg_pool_same
 from magvit_cli.errors import ModelError, OutputError, UsageError
@@ -35,11 +35,11 @@ TINY_TRANSFORMER = ["transformer.hidden_size=32", "transformer.num_layers=1", "t
 
 
 def tokenizer_config(*extra):
-    return train.apply_overrides(train.preset("tokenizer", "tiny"), TINY_TOKENIZER + list(extra))
+    return train_config.apply_overrides(train_config.preset("tokenizer", "tiny"), TINY_TOKENIZER + list(extra))
 
 
 def transformer_config(*extra):
-    return train.apply_overrides(train.preset("transformer", "tiny"), TINY_TRANSFORMER + list(extra))
+    return train_config.apply_overrides(train_config.preset("transformer", "tiny"), TINY_TRANSFORMER + list(extra))
 
 
 def metrics(folder: Path) -> list[dict]:
@@ -176,44 +176,45 @@ def test_gradient_clipping():
 # ------------------------------------------------------------- configs
 
 def test_presets_follow_the_official_recipes():
-    bair = train.preset("tokenizer", "bair-b")
+    bair = train_config.preset("tokenizer", "bair-b")
     assert (bair.batch_size, bair.steps, bair.warmup_steps, bair.lr, bair.beta1, bair.beta2) == (128, 135_200, 338, 1e-4, 0.0, 0.99)
     assert (bair.ema_decay, bair.adversarial_weight, bair.r1_weight, bair.lecam_weight) == (0.999, 0.1, 10.0, 0.0)
-    assert train.preset("tokenizer", "ucf-l").resolution == (128, 128)
-    mt = train.preset("transformer", "bair-mt8-b")
+    assert train_config.preset("tokenizer", "ucf-l").resolution == (128, 128)
+    mt = train_config.preset("transformer", "bair-mt8-b")
     assert len(mt.tasks) == 8 and mt.steps == 202_800 and mt.warmup_steps == 5000
     assert (mt.beta1, mt.beta2, mt.weight_decay, mt.grad_clip, mt.label_smoothing) == (0.9, 0.96, 0.045, 1.0, 1e-4)
-    assert train.preset("transformer", "ucf-b").tasks == ("full_generation",)
-    assert 1.5e6 < train.preset("tokenizer", "small").tokenizer.num_parameters() < 2.5e6
+    assert train_config.preset("transformer", "ucf-b").tasks == ("full_generation",)
+    assert 1.5e6 < train_config.preset("tokenizer", "small").tokenizer.num_parameters() < 2.5e6
     with pytest.raises(UsageError, match="unknown tokenizer training preset"):
-        train.preset("tokenizer", "huge")
+        train_config.preset("tokenizer", "huge")
 
 
 def test_overrides_are_typed_and_validated(tmp_path):
-    config = train.apply_overrides(train.preset("tokenizer", "small"),
-                                   ["lr=2e-4", "steps=10", "flip=false", "resolution=32,48",
-                                    "tokenizer.channel_multipliers=[1,1,2]", "perceptual_model=net.pt"])
+    config = train_config.apply_overrides(train_config.preset("tokenizer", "small"),
+                                          ["lr=2e-4", "steps=10", "flip=false", "resolution=32,48",
+                                           "tokenizer.channel_multipliers=[1,1,2]", "perceptual_model=net.pt"])
     assert (config.lr, config.steps, config.flip, config.resolution) == (2e-4, 10, False, (32, 48))
     assert config.tokenizer.channel_multipliers == (1, 1, 2) and config.perceptual_model == "net.pt"
     for bad, message in [("lr=fast", "not a valid float"), ("nope=1", "unknown setting 'nope'"),
                          ("steps=0", "'steps'"), ("tokenizer.filters=33", "multiple of 32"),
                          ("resolution=1,2,3", "not a valid"), ("flip=maybe", "not a valid bool"), ("lr", "key=value")]:
         with pytest.raises(UsageError, match=message):
-            train.apply_overrides(config, [bad])
-    transformer = train.apply_overrides(train.preset("transformer", "tiny"), ["tasks=frame_prediction,inpainting_c"])
+            train_config.apply_overrides(config, [bad])
+    transformer = train_config.apply_overrides(train_config.preset("transformer", "tiny"),
+                                               ["tasks=frame_prediction,inpainting_c"])
     assert transformer.tasks == ("frame_prediction", "inpainting_c")
     with pytest.raises(UsageError, match="unknown task"):
-        train.apply_overrides(transformer, ["tasks=juggling"])
-    weighted = train.apply_overrides(transformer, ["task_weights=3,1"])
+        train_config.apply_overrides(transformer, ["tasks=juggling"])
+    weighted = train_config.apply_overrides(transformer, ["task_weights=3,1"])
     assert weighted.task_weights == (3.0, 1.0)
     for bad in ("task_weights=1", "task_weights=1,0", "task_weights=1,nan"):
         with pytest.raises(UsageError, match="task_weights"):
-            train.apply_overrides(transformer, [bad])
+            train_config.apply_overrides(transformer, [bad])
     (tmp_path / "c.yaml").write_text("steps: 7\ntransformer:\n  num_layers: 3\n")
     (tmp_path / "c.json").write_text('{"batch_size": 6, "tasks": ["full_generation"]}')
-    from_yaml = train.load_config_file(transformer, tmp_path / "c.yaml")
+    from_yaml = train_config.load_config_file(transformer, tmp_path / "c.yaml")
     assert from_yaml.steps == 7 and from_yaml.transformer.num_layers == 3
-    assert train.load_config_file(transformer, tmp_path / "c.json").tasks == ("full_generation",)
+    assert train_config.load_config_file(transformer, tmp_path / "c.json").tasks == ("full_generation",)
 
 
 # ------------------------------------------------------------- stage 1
@@ -243,6 +244,9 @@ def test_tokenizer_overfits_one_clip(videos, tmp_path):
     first, last = log[0]["reconstruction"], sum(r["reconstruction"] for r in log[-4:]) / 4
     assert last < first / 5  # measured: 0.25 -> 0.01
     assert summary["psnr_end_raw"] > summary["psnr_start"] + 8  # measured: 5 dB -> 20 dB
+    lines = train.summary_lines(summary)  # what `magvit train --overfit-one-clip` reports
+    assert lines[0].startswith("tokenizer: 24 steps") and "final losses: reconstruction" in lines[1]
+    assert f"on the training clip: PSNR {summary['psnr_start']:.2f} -> {summary['psnr_end']:.2f} dB" in lines[2]
     model = load_model(tmp_path)
     assert model.transformer is None and model.config.num_frames == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "config.json", "metrics.jsonl",
@@ -338,12 +342,18 @@ def test_transformer_ctrl_c_resume_and_the_saved_model(videos, tokenizer_dir, tm
     assert [r["mask_ratio"] for r in full] == [r["mask_ratio"] for r in cut]
 
     assert {"frame_prediction_psnr", "copy_last_frame_psnr"} <= set(first)
+    lines = train.summary_lines(first)
+    assert lines[0].startswith("transformer: 4 steps") and lines[1].startswith("final losses: loss ")
+    assert lines[2] == (f"on 4 fixed training clips: masked-token loss {first['eval_loss_start']:.3g} -> "
+                        f"{first['eval_loss_end']:.3g}")
+    assert lines[3] == (f"frame prediction PSNR: model {first['frame_prediction_psnr']:.2f} dB, "
+                        f"copying the last frame {first['copy_last_frame_psnr']:.2f} dB")
 
     model = load_model(tmp_path / "cut")
     assert model.config.tasks == ["frame_prediction", "full_generation"]
     assert model.config.class_names == ["jump", "walk"] and model.transformer.config.num_classes == 2
     assert model.transformer.config.multi_task and model.config.latent_shape == (2, 8, 8)
-    assert model.generate("walk").shape == (1, 3, 4, 16, 16)
+    assert model.run_task("full_generation", None, model.labels("walk", 1)).shape == (1, 3, 4, 16, 16)
     from magvit_cli.cli import main
 
     assert main(["predict", str(videos / "walk" / "v0.mp4"), "--model", str(tmp_path / "cut"), "--frames", "3",
