@@ -458,8 +458,7 @@ def generate(
     run = Run(quiet, as_json, debug)
     options = decode_options(run, steps, schedule, choice_temperature, sample_temperature, temperature, guidance,
                              seed, dtype)
-    if not 1 <= count <= edit.MAX_CLIPS:
-        raise UsageError(f"--count must be in [1, {edit.MAX_CLIPS}], got {count}")
+    edit.check_count(count)  # refused before the model loads
     out = edit.output_path(output, None, "generate")  # refused before the model loads
     m = run.load(model, device)
     with run.progress("generating") as progress:

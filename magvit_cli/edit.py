@@ -99,8 +99,7 @@ def generate(model: Magvit, label: int | str, count: int = 1, output: str | Path
     adds clips after the same first ones. Without `output`, returns them [count, 3, T, H, W];
     with it, writes each as it comes (numbered NAME.0.mp4, NAME.1.mp4, ... when count > 1)
     and returns a report."""
-    if not 1 <= count <= MAX_CLIPS:
-        raise UsageError(f"--count must be in [1, {MAX_CLIPS}], got {count}")
+    check_count(count)
     options = _seeded(options)
     model.check_task("full_generation", force)
     class_id = model.class_id(label)
@@ -127,6 +126,12 @@ def generate(model: Magvit, label: int | str, count: int = 1, output: str | Path
     return {**written, "task": "full_generation", "class_id": class_id,
             "class_name": names[class_id] if names else None, "outputs": [str(p) for p in paths],
             "output": str(paths[0]) if count == 1 else str(paths[0].parent), "seed": options.seed}
+
+
+def check_count(count: int) -> None:
+    """Refuse a clip count `generate` will not make (the CLI asks before loading the model)."""
+    if not 1 <= count <= MAX_CLIPS:
+        raise UsageError(f"--count must be in [1, {MAX_CLIPS}], got {count}")
 
 
 def reconstruct(model: Magvit, video: Video, output: str | Path | None = None, *, tokens: str | Path | None = None,

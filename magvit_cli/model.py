@@ -184,9 +184,7 @@ class Magvit(nn.Module):
         known pixel (tasks.condition_from_mask), unknown pixels filled by `padding`
         (default: the task's). `generator` carries the random state across calls
         (default: a fresh one from `options.seed`)."""
-        if self.transformer is None:
-            raise UnsupportedError(f"model {self.source} is tokenizer-only: it cannot run {tasks.TASKS[task].short}",
-                                   hint="use a model with a transformer")
+        self.check_task(task, force=True)  # a tokenizer-only model cannot run any task
         options = options or DecodeOptions()
         options.check()
         config = self.config
