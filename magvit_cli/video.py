@@ -748,7 +748,7 @@ def _has_encoder(name: str) -> bool:
 
 def _has_audio(path: Path) -> bool:
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), metadata_errors="replace") as container:
             return bool(container.streams.audio)
     except (av.FFmpegError, OSError):
         return False
@@ -808,7 +808,7 @@ class _AudioCarrier:
                 warnings.warn(f"{target}: GIF cannot hold audio; the audio is dropped", VideoWarning)
             return None
         try:
-            source = av.open(str(source_path))
+            source = av.open(str(source_path), metadata_errors="replace")  # as _open_video
         except (av.FFmpegError, OSError):
             return None  # not a container (a frame folder): no audio to keep
         if not source.streams.audio:
