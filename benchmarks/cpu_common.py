@@ -72,10 +72,7 @@ def ucf_b(seed: int = 0):
 
     from magvit_cli.model import Magvit, ModelConfig
 
-    try:  # the training presets moved from magvit_cli.train to magvit_cli.train_config
-        from magvit_cli.train_config import preset
-    except ImportError:
-        from magvit_cli.train import preset
+    from magvit_cli.train_config import preset
 
     tokenizer, transformer = preset("tokenizer", "ucf-b"), preset("transformer", "ucf-b")
     layout = ModelConfig(tokenizer=tokenizer.tokenizer, num_frames=16, resolution=tokenizer.resolution)

@@ -160,15 +160,16 @@ class Magvit(nn.Module):
     def device(self) -> torch.device:
         return self.tokenizer.quantizer.codebook.device
 
-    def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """Video [B, 3, T, H, W] in [0, 1] -> token grid [B, t, h, w]."""
-        with torch.inference_mode():
+    def encode(self, video: torch.Tensor, dtype: str = "auto") -> torch.Tensor:
+        """Video [B, 3, T, H, W] in [0, 1] -> token grid [B, t, h, w]. `dtype` as in
+        DecodeOptions ("auto": bfloat16 convolutions where the device runs them natively)."""
+        with torch.inference_mode(), decoding.autocast(self.device, dtype):
             return self.tokenizer.encode(video.to(self.device, torch.float32))
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """Token grid [B, t, h, w] -> video [B, 3, T, H, W] clipped to [0, 1]."""
-        with torch.inference_mode():
-            return self.tokenizer.decode(codes.to(self.device)).clamp(0, 1)
+    def decode(self, codes: torch.Tensor, dtype: str = "auto") -> torch.Tensor:
+        """Token grid [B, t, h, w] -> video [B, 3, T, H, W] in float32, clipped to [0, 1]."""
+        with torch.inference_mode(), decoding.autocast(self.device, dtype):
+            return self.tokenizer.decode(codes.to(self.device)).float().clamp(0, 1)
 
     def run_task(self, task: str, video: torch.Tensor | None, labels: torch.Tensor | None = None,
                  options: DecodeOptions | None = None, on_step: Callable[[int, int], None] | None = None,
@@ -199,7 +200,7 @@ class Magvit(nn.Module):
                     cond = tasks.condition_from_mask(video, keep, padding or tasks.TASKS[task].padding, latent)
                 else:
                     cond = self.condition(task, video, cond_frames)
-                cond_tokens = self.tokenizer.encode(cond.video).reshape(B, N)
+                cond_tokens = self.encode(cond.video, options.dtype).reshape(B, N)
                 cond_mask = cond.latent_mask.expand(B, *latent).reshape(B, N)
             else:
                 cond = None
@@ -214,7 +215,7 @@ class Magvit(nn.Module):
                                     temperature=options.temperature, guidance=options.guidance,
                                     uncond_prefix=uncond, generator=generator, dtype=options.dtype,
                                     on_step=on_step)
-            out = self.tokenizer.decode(codes.reshape(B, *latent)).float().clamp(0, 1)
+            out = self.decode(codes.reshape(B, *latent), options.dtype)
             if composite and cond is not None:
                 out = paste_known(out, video, cond.video_mask)
         return out

@@ -171,7 +171,7 @@ def measure_speed(model: Magvit, batch: int, options: DecodeOptions) -> dict:
             torch.cuda.synchronize(device)
         return time.perf_counter()
 
-    with torch.inference_mode():
+    with torch.inference_mode(), decoding.autocast(device, options.dtype):
         video = torch.zeros(batch, 3, T, H, W, device=device)
         start = clock()
         codes = model.tokenizer.encode(video)
@@ -181,12 +181,10 @@ def measure_speed(model: Magvit, batch: int, options: DecodeOptions) -> dict:
         seconds_per_pass = 0.0
         if model.transformer is not None:
             tokens = torch.zeros(batch, config.transformer.seq_length, dtype=torch.long, device=device)
-            autocast = decoding.autocast_dtype(device, options.dtype)
-            with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
-                model.transformer(tokens)
-                before = clock()
-                model.transformer(tokens)
-                seconds_per_pass = clock() - before
+            model.transformer(tokens)
+            before = clock()
+            model.transformer(tokens)
+            seconds_per_pass = clock() - before
     passes = options.steps * (2 if options.guidance > 0 else 1)
     result = {"seconds_per_call": (encoded - start) + (decoded - encoded) + passes * seconds_per_pass}
     if cuda:

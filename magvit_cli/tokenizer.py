@@ -192,12 +192,13 @@ class Conv3d(nn.Conv3d):
     """nn.Conv3d that runs oneDNN's kernel for CPU inference. PyTorch's heuristic sends a single
     clip with few channels x frames x rows (< 20480) to a slow im2col kernel, 2-6x slower at the
     tokenizer's low-resolution levels and at batch 1 (benchmarks/task_speed.py); the results
-    agree to float32 rounding. Under torch.compile the plain path is traced: the compiler picks
-    its own kernels and cannot trace this call."""
+    agree to float32 rounding. Under autocast the plain path runs (F.conv3d is what autocast
+    casts to bf16), and under torch.compile too: the compiler picks its own kernels and
+    cannot trace this call."""
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-                and not torch.compiler.is_compiling()
+                and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
                 and self.padding_mode == "zeros" and not torch.is_grad_enabled()
                 and torch.backends.mkldnn.is_available()):
             return torch.mkldnn_convolution(x, weight, bias, self.padding, self.stride, self.dilation, self.groups)

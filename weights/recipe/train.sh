@@ -5,6 +5,7 @@
 #   bash weights/recipe/train.sh transformer   # stage 2 (resumes likewise)
 #   bash weights/recipe/train.sh finetune      # stage 3: stage 2's transformer, inpainting-weighted
 #   bash weights/recipe/train.sh finetune2     # stage 4: stage 3's, on the data with more photographs
+#   bash weights/recipe/train.sh grid16        # the next model's 4 x 16 x 16 tokenizer, continued
 #
 # DATA (default /work/data, built by prepare_data.py) and RUNS (default /work/runs) can be
 # overridden from the environment. Every stage saves every few steps and continues from
@@ -82,8 +83,26 @@ finetune2)
     # came out too dark (README.md). Same task weights and lr.
     finetune "$RUNS/transformer_finetune" "$RUNS/transformer_finetune2" 3000
     ;;
+grid16)
+    # The next default model's tokenizer: 4 x 16 x 16 tokens and 1,024 codes (the small layout
+    # with codebook_size=1024), first trained on a GPU and kept in recipe/grid16 (README.md,
+    # "Trained on a GPU"). Continued here on the current data build (with people and faces),
+    # without the GAN term; a new run starts from recipe/grid16, an existing one resumes.
+    # Copy its model.safetensors back to recipe/grid16 (float16) when held-out PSNR improved.
+    out=$RUNS/grid16
+    init=(--init "$(dirname "$0")/grid16")
+    [ -f "$out/training_state.pt" ] && init=(--resume)
+    $MAGVIT train tokenizer "$DATA/train" --output "$out" --preset small "${init[@]}" \
+        --set tokenizer.codebook_size=1024 \
+        --set adversarial_weight=0 --set r1_weight=0 \
+        --set batch_size=8 --set lr=3e-4 --set beta1=0.9 --set warmup_steps=20 --set ema_decay=0.99 \
+        --set precision="${PRECISION:-bfloat16}" \
+        --set steps="${STEPS:-20000}" \
+        --set num_workers=1 --set save_every=25 --set preview_every=500 --set log_every=5 \
+        --quiet --json
+    ;;
 *)
-    echo "usage: $0 tokenizer|transformer|finetune|finetune2" >&2
+    echo "usage: $0 tokenizer|transformer|finetune|finetune2|grid16" >&2
     exit 2
     ;;
 esac
