@@ -39,6 +39,30 @@ def test_help_lists_every_task_command(capsys):
         assert command in out
 
 
+HELP_WITHOUT_TORCH = """
+import sys
+from magvit_cli.cli import app, main
+import typer
+group = typer.main.get_group(app)
+commands = [[name] for name in group.commands] + [["train", name] for name in group.commands["train"].commands]
+for argv in [["--help"], ["info"]] + [c + ["--help"] for c in commands]:
+    assert main(argv) == 0, argv
+    assert "torch" not in sys.modules, f"magvit {' '.join(argv)} imported torch"
+print(len(commands))
+"""
+
+
+def test_help_and_info_answer_without_importing_torch():
+    """`magvit --help`, every COMMAND --help and `magvit info` start in a fraction of a second:
+    PyTorch (seconds to import) is loaded only by commands that run a model."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip().splitlines()[-1]) >= 12  # every command was asked
+
+
 @pytest.mark.parametrize("args, expect", [
     (["predict", "--frames", "5"], dict(frames=20 + 5)),
     (["predict", "--frames", "20", "--class", "class_1"], dict(frames=20 + 20)),
