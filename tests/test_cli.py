@@ -52,7 +52,7 @@ print(len(commands))
 """
 
 
-def test_help_and_info_answer_without_importing_torch():
+def test_help_answers_without_importing_torch():
     """`magvit --help` and every COMMAND --help answer in a fraction of a second: PyTorch
     (seconds to import) is loaded only by commands that run or read a model or a video."""
     import subprocess
