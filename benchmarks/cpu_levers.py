@@ -261,19 +261,24 @@ def quality(args) -> dict:
     k, num_prefix = t_config.codebook_size, t_config.num_prefix
     hole = ~model.condition("inpainting_c", videos[:1]).video_mask
 
+    reference_codes: list[torch.Tensor] = []
+
     def evaluate(name: str | None) -> dict:
         mask_generator = torch.Generator().manual_seed(1)  # the same masks for every lever
         out = {"fp": [], "ipc": [], "logits": [], "latents": [], "codes": [], "fp_video": [], "ipc_video": []}
         with lever(model, name) as (dtype, tokenizer_amp):
             options = DecodeOptions(dtype=dtype, **GREEDY)
-            for count, batch in batches(videos, args.batch):
+            for index, (count, batch) in enumerate(batches(videos, args.batch)):
                 with torch.inference_mode(), tokenizer_amp():
                     latents = model.tokenizer.encode_latents(batch)
                     codes = model.tokenizer.encode(batch)
                 out["latents"].append(latents.float()[:count])
                 out["codes"].append(codes[:count])
-                # Logits of a half-masked canvas of the clip's own tokens.
-                canvas = codes.reshape(len(batch), -1).clone()
+                # Logits of a half-masked canvas of the clip's own tokens, as float32 makes them (a
+                # lever that changes tokens would otherwise be judged on another input).
+                if name is None and len(reference_codes) <= index:
+                    reference_codes.append(codes)
+                canvas = reference_codes[index].reshape(len(batch), -1).clone()
                 masked = torch.rand(canvas.shape, generator=mask_generator) < 0.5
                 canvas[masked] = t_config.mask_token
                 tokens = torch.cat([tasks.prefix_tokens(t_config, "frame_prediction", batch_size=len(batch)), canvas], 1)
