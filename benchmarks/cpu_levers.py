@@ -334,6 +334,47 @@ def quality(args) -> dict:
             "decoding": GREEDY, "batch": args.batch, "rows": rows}
 
 
+def markdown(record: dict) -> str:
+    """The speed and quality tables of benchmarks/README.md."""
+    def interval(stats: dict) -> str:
+        return f"{stats['mean']:+.3f} [{stats['ci95'][0]:+.3f}, {stats['ci95'][1]:+.3f}]"
+
+    lines = []
+    if "speed" in record:
+        lines += ["| operation | variant | seconds | speed-up vs fp32 eager | first call, s |", "|---|---|---:|---:|---:|"]
+        for row in record["speed"]["rows"]:
+            if "speedup_vs_fp32_eager" not in row:
+                continue
+            s, x = row["seconds"], row["speedup_vs_fp32_eager"]
+            lines.append(f"| {row['operation'].replace('_', ' ')} | {row['variant']} | {s['median']:.3g} | "
+                         f"{x['median']:.2f}× [{x['min']:.2f}–{x['max']:.2f}] | {row['first_call_s']} |")
+        for row in record["speed"]["rows"]:
+            if "overhead_share" in row:
+                lines.append(f"\n{row['variant']}: loop {row['seconds']['median']:.2f} s against 12 bare forwards "
+                             f"{row['bare_12_forwards_s']['median']:.2f} s (overhead "
+                             f"{100 * row['overhead_share']['median']:+.1f} %).")
+    if "quality" in record:
+        lines += ["", "| lever | logits: max / mean abs diff (std) | argmax changed | latents: max / mean abs diff "
+                  "(std) | tokens changed | FP PSNR Δ, dB [95% CI] | IPC PSNR Δ, dB [95% CI] | measurable loss |",
+                  "|---|---|---:|---|---:|---|---|---|"]
+        for row in record["quality"]["rows"][1:]:
+            logits = (f"{row['logits_max_abs_diff']} / {row['logits_mean_abs_diff']} ({row['logits_std']})"
+                      if "logits_std" in row else "-")
+            latents = (f"{row['latents_max_abs_diff']} / {row['latents_mean_abs_diff']} ({row['latents_std']})"
+                       if "latents_std" in row else "-")
+            loss = row["fp_psnr_delta_db"]["measurable_loss"] or row["ipc_psnr_delta_db"]["measurable_loss"]
+            argmax = f"{row['argmax_change_pct']} %" if "argmax_change_pct" in row else "-"
+            tokens = f"{row['token_change_pct']} %" if "token_change_pct" in row else "-"
+            lines.append(f"| {row['lever']} | {logits} | {argmax} | {latents} | {tokens} | "
+                         f"{interval(row['fp_psnr_delta_db'])} | "
+                         f"{interval(row['ipc_psnr_delta_db'])} | {'yes' if loss else 'no'} |")
+        ref = record["quality"]["rows"][0]
+        lines.append(f"\nReference (float32 eager): FP {ref['fp_psnr_db']} dB, IPC {ref['ipc_psnr_db']} dB on "
+                     f"{len(record['quality']['clips'])} clips; a second float32 run identical: "
+                     f"{ref['repeat_identical']}.")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", choices=["speed", "quality"], default=["speed", "quality"])
@@ -346,11 +387,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="quality: clips per batch")
     parser.add_argument("--levers", nargs="+", default=list(LEVERS), choices=LEVERS, help="quality: levers to check")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/cpu_levers-cpu.json)")
+    parser.add_argument("--markdown", action="store_true", help="only print the tables of the JSON file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
     path = Path(args.out) if args.out else RESULTS / "cpu_levers-cpu.json"
     # A part that is not rerun keeps its earlier result (each part has its own stamps).
     record = json.loads(path.read_text()) if path.exists() else {}
+    if args.markdown:
+        print(markdown(record))
+        return
     record.update({"benchmark": "cpu_levers", "machine": cpu(), "environment": torch_environment()})
     print(record["machine"], record["environment"], flush=True)
     for part in args.parts:
@@ -359,6 +404,7 @@ def main() -> None:
                         "environment": torch_environment()}
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record, indent=2) + "\n")
+    print(markdown(record))
     print(f"wrote {path}")
 
 

@@ -45,6 +45,12 @@ def test_dynamic_box_moves_like_the_official_ipd_hole():
     ("0,0,1,1", (0, 0, 1, 1)),  # no decimal point: pixels
     ("-10,-10,20,20", (0, 0, 10, 10)),  # clipped to the frame
     ("60,30,20,20", (60, 30, 4, 10)),
+    # each value lands where it belongs, and the bounds of the fraction rule are inclusive
+    ("0.25,0.5,0.5,0.25", (16, 20, 32, 10)),
+    ("50%,50%,50%,50%", (32, 20, 32, 20)),
+    ("0.0,0.5,0.5,0.5", (0, 20, 32, 20)),  # 0 is a fraction too
+    ("0.5,0.0,1.0,0.5", (32, 0, 32, 20)),  # and so is 1
+    ("1.5,1.5,1.5,1.5", (2, 2, 1, 1)),  # above 1 with a decimal point: pixels
 ])
 def test_static_boxes(spec, expected):
     mask = parse_mask(spec, SIZE, 20, FPS)
@@ -114,6 +120,11 @@ def test_folder_and_video_masks_are_per_frame(tmp_path):
     ("1,2,0,5", "must be positive"),
     ("10%,10,5%,5%", "percent or none"),
     ("100,5,5,5", "outside the 64x40 frame"),
+    ("1,2,5,0", "must be positive"),
+    ("64,5,10,10", "outside"),  # starts at the right edge
+    ("5,40,10,10", "outside"),  # at the bottom edge
+    ("-10,5,10,10", "outside"),  # ends at the left edge
+    ("5,-10,10,10", "outside"),  # at the top edge
     ("0,0,5,5@4-2", "ends before it starts"),
     ("0,0,5,5@x", "not a time"),
     ("0,0,5,5@-3", "not a time"),
@@ -132,3 +143,65 @@ def test_missing_mask_file_is_an_input_error(tmp_path):
         parse_mask(str(tmp_path / "hole.png"), SIZE, 20, FPS)
     with pytest.raises(UsageError, match="--dilate"):
         parse_mask("box", SIZE, 20, FPS, dilate=-1)
+
+
+@pytest.mark.parametrize("spec, kind, static", [
+    ("box", "box", True),
+    ("dynamic-box", "dynamic-box", False),
+    ("10,5,20,8", "box", True),
+    ("10,5,20,8@0-", "keyframes", True),  # one keyframe over the whole video: static
+    ("10,5,20,8@1-", "keyframes", False),  # not from frame 0
+    ("10,5,20,8@0-5", "keyframes", False),  # not to the end
+    ("0,0,5,5@0;10,5,20,8@4-", "keyframes", False),
+])
+def test_each_form_names_its_kind_and_whether_it_is_static(spec, kind, static):
+    """The kind and the spec go into the JSON report; a static mask is computed once."""
+    mask = parse_mask(spec, SIZE, 20, FPS)
+    assert mask.describe() == {"kind": kind, "spec": spec}
+    assert mask.static is static
+    assert mask.at(0).dtype == torch.bool and mask.at(0).shape == SIZE
+
+
+def test_presets_on_sizes_not_divisible_by_four_and_dilated():
+    """box: the central half, with the official integer divisions; dynamic-box: half the width,
+    moving from the left edge to the right; --dilate grows both."""
+    size = (30, 50)  # 50 // 4 = 12, 50 * 3 // 4 = 37; 30 // 4 = 7, 30 * 3 // 4 = 22
+    assert box_of(parse_mask("box", size, 20, FPS).at(0)) == (12, 7, 25, 15)
+    assert box_of(parse_mask("box", size, 20, FPS, dilate=2).at(0)) == (10, 5, 29, 19)
+    dynamic = parse_mask("dynamic-box", size, 11, FPS)
+    assert box_of(dynamic.at(0)) == (0, 7, 25, 15)
+    assert box_of(dynamic.at(10)) == (25, 7, 25, 15)  # the last frame: the right half
+    assert box_of(dynamic.at(5)) == (12, 7, 26, 15)  # half way: 12.5 .. 37.5, rounded to even
+    assert box_of(parse_mask("dynamic-box", size, 11, FPS, dilate=1).at(0)) == (0, 6, 26, 17)  # clipped at 0
+    # a one-frame video: the box still starts at the left edge
+    assert box_of(parse_mask("dynamic-box", size, 1, FPS).at(0)) == (0, 7, 25, 15)
+
+
+def test_keyframes_at_their_edges_and_between_three():
+    mask = parse_mask("0,0,10,10@0-2; 20,0,10,10@6; 20,20,10,10@10-", SIZE, 20, FPS)
+    assert box_of(mask.at(2)) == (0, 0, 10, 10)  # a keyframe's last frame holds its box
+    assert box_of(mask.at(3)) == (5, 0, 10, 10)  # a quarter of the way to the next
+    assert box_of(mask.at(6)) == (20, 0, 10, 10)  # the next keyframe's own frame
+    assert box_of(mask.at(8)) == (20, 10, 10, 10)  # between the second and the third
+    assert box_of(mask.at(19)) == (20, 20, 10, 10)
+
+
+def test_a_box_thinner_than_a_pixel_is_no_hole():
+    """A box that rounds to no pixel is no hole (None), not an empty rectangle."""
+    for spec in ("0,0,0.4,10", "0,0,10,0.4"):
+        mask = parse_mask(spec, SIZE, 20, FPS)
+        assert mask.box_at(0) is None and not mask.at(0).any()
+
+
+def test_frame_masks_start_over_on_a_second_pass_and_note_a_resize(tmp_path):
+    frames = np.zeros((4, 20, 32, 3), np.uint8)  # half the video's size: resized
+    for f in range(4):
+        frames[f, 5:10, 4 * f:4 * f + 4] = 255
+    folder = tmp_path / "masks"
+    vio.write_video(folder, iter(frames), 10)
+    mask = parse_mask(str(folder), SIZE, 4, FPS)
+    first_pass = [box_of(mask.at(f)) for f in range(4)]
+    assert first_pass[0] == (0, 10, 8, 10) and first_pass[3] == (24, 10, 8, 10)
+    assert [box_of(mask.at(f)) for f in (0, 1, 2, 3)] == first_pass  # a second pass reads again from frame 0
+    assert box_of(mask.at(2)) == first_pass[2]
+    assert mask.notes and "resized" in mask.notes[0] and "masks" not in mask.notes[0].split(" is ")[1]
