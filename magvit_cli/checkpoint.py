@@ -17,10 +17,15 @@ import os
 import re
 from pathlib import Path
 
-import torch
+from typing import TYPE_CHECKING
 
+from .config import ModelConfig
 from .errors import ModelError, OutputError
-from .model import Magvit, ModelConfig
+
+if TYPE_CHECKING:  # the network (and torch) load only with the weights: reading configs stays fast
+    import torch
+
+    from .model import Magvit
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -169,6 +174,10 @@ def check_sizes(config: ModelConfig, source: Path | str = CONFIG_FILE) -> None:
 
 def load_model(name_or_path: str | os.PathLike | None = None, device: str | torch.device | None = None) -> Magvit:
     """Load a model folder, Hub repo id or (with None) the bundled default model."""
+    import torch
+
+    from .model import Magvit
+
     folder = resolve_model(name_or_path)
     config = read_config(folder)
     weights = folder / WEIGHTS_FILE

@@ -263,16 +263,14 @@ def info(
     """Show a video's metadata and how it would be cut into model windows."""
     from . import video as vio
     from .checkpoint import read_config, resolve_model
-    from .editing import window_starts
-    from .geometry import cell_size
 
     Run(quiet, as_json, debug)  # sets --debug for the error handler
     meta = vio.probe(video)
     config = read_config(resolve_model(model))
     T = config.num_frames
     t, h, w = config.latent_shape
-    overlap = cell_size((T, *config.resolution), config.latent_shape)[0]
-    windows = len(window_starts(meta.num_frames, T, overlap))
+    overlap = T // t  # one latent frame, as the editing commands overlap windows
+    windows = len(vio.window_starts(meta.num_frames, T, overlap))
     plan = {
         "model_clip": f"{T}x{config.resolution[0]}x{config.resolution[1]}",
         "windows": windows,

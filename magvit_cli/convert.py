@@ -24,9 +24,8 @@ from torch import nn
 
 from magvit_cli.checkpoint import check_sizes
 from magvit_cli.errors import ModelError, UnsupportedError, UsageError
-from magvit_cli.model import Magvit, ModelConfig
-from magvit_cli.tokenizer import TOKENIZER_PRESETS, TokenizerConfig
-from magvit_cli.transformer import TRANSFORMER_PRESETS, TransformerConfig
+from magvit_cli.config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, ModelConfig, TokenizerConfig, TransformerConfig
+from magvit_cli.model import Magvit
 
 TOKENIZER_PARAM_TREES = ("ema_params", "g_params")
 

@@ -44,7 +44,8 @@ from .composite import seamless
 from .decoding import DecodeOptions, make_generator
 from .errors import InputError, OutOfMemoryError, UsageError
 from . import masks
-from .model import Magvit, ModelConfig
+from .config import ModelConfig
+from .model import Magvit
 
 MAX_NEW_FRAMES = 100_000  # frame prediction: past this a typo would run for days and fill the disk
 
@@ -377,20 +378,6 @@ class Job(ABC):
 # ---------------------------------------------------------------------------- whole-clip tasks
 
 
-def window_starts(total: int, window: int, overlap: int) -> list[tuple[int, int]]:
-    """(start, length) of every window over `total` frames: full windows every
-    `window - overlap` frames, then a shorter last one if frames are left that no full
-    window covers."""
-    if total <= window:
-        return [(0, total)]
-    stride = window - overlap
-    windows = [(s, window) for s in range(0, total - window + 1, stride)]
-    if windows[-1][0] + window < total:
-        start = windows[-1][0] + stride
-        windows.append((start, total - start))
-    return windows
-
-
 @dataclass
 class Window:
     start: int  # first frame (index within the segment)
@@ -457,7 +444,7 @@ class ClipJob(Job):
     # -- the schedule
 
     def starts(self, total: int) -> list[tuple[int, int]]:
-        return window_starts(total, self.window, self.overlap)
+        return vio.window_starts(total, self.window, self.overlap)
 
     @property
     def model_windows(self) -> int:

@@ -11,7 +11,6 @@ Videos are float tensors [B, 3, T, H, W] in [0, 1] at exactly the model's clip s
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
 from typing import Callable
 
 import torch
@@ -19,133 +18,11 @@ import torch.nn as nn
 
 from . import decoding, tasks
 from .composite import paste_known
+from .config import ModelConfig
 from .decoding import DecodeOptions
-from .errors import ModelError, UnsupportedError, UsageError
-from .tokenizer import TokenizerConfig, VQTokenizer
-from .transformer import Transformer, TransformerConfig
-
-FORMAT_VERSION = 1
-
-
-@dataclass
-class ModelConfig:
-    tokenizer: TokenizerConfig
-    transformer: TransformerConfig | None = None
-    num_frames: int = 16
-    resolution: tuple[int, int] = (64, 64)  # (height, width) of the training clips
-    tasks: list[str] = field(default_factory=list)
-    class_names: list[str] = field(default_factory=list)
-    fps: float = 8.0  # frame rate of generated clips when there is no input video
-    training_data: str = ""
-    format_version: int = FORMAT_VERSION
-
-    @property
-    def latent_shape(self) -> tuple[int, int, int]:
-        """Token grid of one clip: every tokenizer level but the last halves H and
-        W, and T where its temporal flag is set."""
-        t_factor, s_factor = self.downsampling
-        height, width = self.resolution
-        return self.num_frames // t_factor, height // s_factor, width // s_factor
-
-    @property
-    def downsampling(self) -> tuple[int, int]:
-        """(temporal, spatial) down-sampling factors of the tokenizer."""
-        levels = len(self.tokenizer.channel_multipliers) - 1
-        return 2 ** sum(bool(f) for f in self.tokenizer.temporal_downsample[:levels]), 2 ** levels
-
-    def to_dict(self) -> dict:
-        return {
-            "format_version": self.format_version,
-            "num_frames": self.num_frames,
-            "resolution": list(self.resolution),
-            "fps": self.fps,
-            "tasks": list(self.tasks),
-            "class_names": list(self.class_names),
-            "training_data": self.training_data,
-            "tokenizer": self.tokenizer.to_dict(),
-            "transformer": self.transformer.to_dict() if self.transformer is not None else None,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        """Build from config.json, checking every value before anything is allocated."""
-        if not isinstance(d, dict):
-            raise ModelError("config.json must hold a JSON object")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ModelError(f"config.json has unknown key {unknown[0]!r}")
-        version = d.get("format_version", FORMAT_VERSION)
-        if not isinstance(version, int) or version < 1:
-            raise ModelError(f"config.json: format_version must be a positive integer, got {version!r}")
-        if version > FORMAT_VERSION:
-            raise ModelError(f"config.json has format version {version}; this magvit reads up to {FORMAT_VERSION}",
-                             hint="upgrade magvit-cli")
-        if not isinstance(d.get("tokenizer"), dict):
-            raise ModelError("config.json: 'tokenizer' must be an object")
-        tokenizer = TokenizerConfig.from_dict(d["tokenizer"])
-        transformer = d.get("transformer")
-        if transformer is not None and not isinstance(transformer, dict):
-            raise ModelError("config.json: 'transformer' must be an object or null")
-        transformer = TransformerConfig.from_dict(transformer) if transformer is not None else None
-
-        num_frames = _int(d, "num_frames", 16, 1, 1024)
-        resolution = d.get("resolution", [64, 64])
-        if (not isinstance(resolution, (list, tuple)) or len(resolution) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 8192 for v in resolution)):
-            raise ModelError(f"config.json: resolution must be [height, width] with 8..8192 each, got {resolution!r}")
-        fps = d.get("fps", 8.0)
-        if not isinstance(fps, (int, float)) or isinstance(fps, bool) or not 0 < fps <= 1000:
-            raise ModelError(f"config.json: fps must be a number in (0, 1000], got {fps!r}")
-        task_list = d.get("tasks", [])
-        if not isinstance(task_list, list) or not all(isinstance(t, str) for t in task_list):
-            raise ModelError("config.json: tasks must be a list of task names")
-        bad = [t for t in task_list if t not in tasks.TASKS]
-        if bad:
-            raise ModelError(f"config.json: unknown task {bad[0]!r}", hint=f"known tasks: {', '.join(tasks.TASKS)}")
-        class_names = d.get("class_names", [])
-        if (not isinstance(class_names, list) or len(class_names) > 100_000
-                or not all(isinstance(c, str) for c in class_names)):
-            raise ModelError("config.json: class_names must be a list of strings")
-        training_data = d.get("training_data", "")
-        if not isinstance(training_data, str):
-            raise ModelError("config.json: training_data must be a string")
-        config = cls(tokenizer=tokenizer, transformer=transformer, num_frames=num_frames,
-                     resolution=(resolution[0], resolution[1]), tasks=task_list, class_names=class_names,
-                     fps=float(fps), training_data=training_data, format_version=version)
-        config.check()
-        return config
-
-    def check(self) -> None:
-        """Cross-checks between the two stages."""
-        t, h, w = self.latent_shape
-        height, width = self.resolution
-        if t < 1 or h < 1 or w < 1:
-            raise ModelError(f"clip {self.num_frames}x{height}x{width} is too small for the tokenizer")
-        t_factor, s_factor = self.downsampling
-        if self.num_frames % t_factor or height % s_factor or width % s_factor:
-            raise ModelError(f"clip {self.num_frames}x{height}x{width} does not divide into the tokenizer's "
-                             f"{t}x{h}x{w} grid", hint="use sizes divisible by the down-sampling factors")
-        if self.transformer is None:
-            if self.tasks:
-                raise ModelError("config.json lists tasks but has no transformer")
-            return
-        if self.transformer.codebook_size != self.tokenizer.codebook_size:
-            raise ModelError(f"transformer codebook_size {self.transformer.codebook_size} differs from the "
-                             f"tokenizer's {self.tokenizer.codebook_size}")
-        if tuple(self.transformer.latent_shape) != (t, h, w):
-            raise ModelError(f"transformer latent_shape {list(self.transformer.latent_shape)} does not match "
-                             f"the tokenizer's {[t, h, w]} for {self.num_frames}x{self.resolution[0]}x{self.resolution[1]} clips")
-        if self.class_names and len(self.class_names) != self.transformer.num_classes:
-            raise ModelError(f"config.json names {len(self.class_names)} classes but the transformer has "
-                             f"{self.transformer.num_classes}")
-
-
-def _int(d: dict, key: str, default: int, lo: int, hi: int) -> int:
-    value = d.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ModelError(f"config.json: {key} must be an integer in [{lo}, {hi}], got {value!r}")
-    return value
+from .errors import UnsupportedError, UsageError
+from .tokenizer import VQTokenizer
+from .transformer import Transformer
 
 
 class Magvit(nn.Module):

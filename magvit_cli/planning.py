@@ -22,7 +22,8 @@ from . import geometry as geo
 from . import video as vio
 from .errors import OutOfMemoryError
 from .decoding import DecodeOptions
-from .model import Magvit, ModelConfig
+from .config import ModelConfig
+from .model import Magvit
 
 GIB = 1024 ** 3
 RUNTIME_BYTES = 100 * 1024 ** 2  # buffers the first model call allocates (oneDNN, allocator caches)

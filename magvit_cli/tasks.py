@@ -17,57 +17,10 @@ from typing import Sequence
 
 import torch
 
+# The task table lives in config.py (torch-free); `tasks.TASKS` stays its public name.
+from .config import FULL_GENERATION, TASKS, Task, TransformerConfig, get_task  # noqa: F401 (TASKS)
 from .decoding import mask_ratio, num_masked
 from .errors import UsageError
-from .transformer import TransformerConfig
-
-# Official negative task ids (task_registry.SpecialTokens; also MASK -1, SEP -2, PAD -15).
-# TASK_INPAINTING (-7) is unused: the released config gives inpainting the OUTPAINTING token.
-FULL_GENERATION = -3
-FRAME_PREDICTION = -4
-FRAME_INTERPOLATION = -5
-OUTPAINTING = -6
-
-
-@dataclass(frozen=True)
-class Task:
-    id: str  # official task id
-    short: str  # paper name
-    title: str
-    token: int  # official negative task id
-    class_conditional: bool
-    region: str  # condition geometry, see _pixel_mask / _latent_mask
-    padding: str | None  # how unknown pixels are filled: edge / interpolate / constant
-
-    @property
-    def has_condition(self) -> bool:
-        return self.region != "none"
-
-
-TASKS: dict[str, Task] = {t.id: t for t in (
-    Task("frame_prediction", "FP", "frame prediction", FRAME_PREDICTION, False, "first_frames", "edge"),
-    Task("frame_interpolation", "FI", "frame interpolation", FRAME_INTERPOLATION, False, "end_frames", "interpolate"),
-    Task("outpainting_c", "OPC", "central outpainting", OUTPAINTING, False, "central", "edge"),
-    Task("outpainting_v", "OPV", "vertical outpainting", OUTPAINTING, False, "vertical", "edge"),
-    Task("outpainting_h", "OPH", "horizontal outpainting", OUTPAINTING, False, "horizontal", "edge"),
-    Task("outpainting_dv", "OPD", "dynamic outpainting", OUTPAINTING, False, "moving_strip", "constant"),
-    Task("inpainting_c", "IPC", "central inpainting", OUTPAINTING, False, "central_hole", "constant"),
-    Task("inpainting_dv", "IPD", "dynamic inpainting", OUTPAINTING, False, "moving_hole", "constant"),
-    Task("full_generation", "CG", "class-conditional generation", FULL_GENERATION, True, "none", None),
-    Task("frame_prediction_c", "CFP", "class-conditional frame prediction", FRAME_PREDICTION, True, "first_frames",
-         "edge"),
-)}
-
-
-def get_task(task: Task | str) -> Task:
-    """A task from its official id or its paper short name (case-insensitive)."""
-    if isinstance(task, Task):
-        return task
-    key = str(task).lower()
-    for t in TASKS.values():
-        if key in (t.id, t.short.lower()):
-            return t
-    raise UsageError(f"unknown task {task!r}", f"use one of {', '.join(TASKS)}")
 
 
 # ----------------------------------------------------------------- regions

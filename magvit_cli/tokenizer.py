@@ -12,13 +12,13 @@ Module names mirror the official ones so that the converter stays a simple table
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from magvit_cli.errors import InputError, ModelError
+from .config import GROUPS, TOKENIZER_PRESETS, TokenizerConfig  # noqa: F401 (the presets, for importers)
+from .errors import InputError
 
 # Quantizer loss weights of every official config (vqgan2d_ucf101_config.py).
 COMMITMENT_COST = 0.25
@@ -26,162 +26,7 @@ CODEBOOK_COST = 1.0
 ENTROPY_COST = 0.1
 ENTROPY_TEMPERATURE = 0.01
 
-GROUPS = 32  # Flax GroupNorm default
 NORM_EPS = 1e-6  # Flax GroupNorm default (PyTorch's is 1e-5)
-PADDING_MODES = ("zeros", "reflect")
-
-# Upper bounds for configs read from files: generous for real models, small enough
-# that a hostile config.json cannot make us allocate terabytes.
-MAX_PARAMETERS = 2_000_000_000
-_INT_BOUNDS = {
-    "filters": (1, 1024),
-    "num_enc_res_blocks": (1, 16),
-    "num_dec_res_blocks": (1, 16),
-    "embedding_dim": (1, 8192),
-    "codebook_size": (1, 1 << 20),
-}
-MAX_LEVELS = 8
-MAX_MULTIPLIER = 16
-
-
-@dataclass
-class TokenizerConfig:
-    filters: int = 64
-    channel_multipliers: tuple[int, ...] = (1, 2, 4)
-    temporal_downsample: tuple[bool, ...] = (True, True, False)
-    num_enc_res_blocks: int = 2
-    num_dec_res_blocks: int = 2
-    embedding_dim: int = 256
-    codebook_size: int = 1024
-    padding_mode: str = "zeros"
-
-    def __post_init__(self):
-        self.channel_multipliers = tuple(self.channel_multipliers)
-        self.temporal_downsample = tuple(self.temporal_downsample)
-        self._validate()
-
-    @property
-    def num_levels(self) -> int:
-        return len(self.channel_multipliers)
-
-    @property
-    def used_temporal_downsample(self) -> tuple[bool, ...]:
-        """One flag per down/up-sampling stage; extra flags are ignored, as officially."""
-        return self.temporal_downsample[: self.num_levels - 1]
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channel_multipliers"] = list(self.channel_multipliers)
-        d["temporal_downsample"] = list(self.temporal_downsample)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TokenizerConfig":
-        if not isinstance(d, dict):
-            raise ModelError(f"tokenizer config must be a JSON object, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        for key in d:
-            if key not in known:
-                raise ModelError(f"tokenizer config: unknown key {key!r}", f"known keys: {', '.join(sorted(known))}")
-        for key in ("channel_multipliers", "temporal_downsample"):
-            if key in d and not isinstance(d[key], (list, tuple)):
-                raise ModelError(f"tokenizer config: {key!r} must be a list, got {d[key]!r}")
-        return cls(**d)
-
-    def num_parameters(self) -> int:
-        """Exact parameter count (encoder + decoder + codebook), computed without building the model."""
-        return sum(_count(spec) for spec in _layer_specs(self))
-
-    def _validate(self):
-        for key, (low, high) in _INT_BOUNDS.items():
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise ModelError(f"tokenizer config: {key!r} must be an integer, got {value!r}")
-            if not low <= value <= high:
-                raise ModelError(f"tokenizer config: {key!r} = {value} is out of range [{low}, {high}]")
-        mults = self.channel_multipliers
-        if not 1 <= len(mults) <= MAX_LEVELS:
-            raise ModelError(f"tokenizer config: 'channel_multipliers' needs 1 to {MAX_LEVELS} entries, got {len(mults)}")
-        for m in mults:
-            if not isinstance(m, int) or isinstance(m, bool) or not 1 <= m <= MAX_MULTIPLIER:
-                raise ModelError(
-                    f"tokenizer config: 'channel_multipliers' entries must be integers in [1, {MAX_MULTIPLIER}], got {m!r}"
-                )
-        for flag in self.temporal_downsample:
-            if not isinstance(flag, bool):
-                raise ModelError(f"tokenizer config: 'temporal_downsample' entries must be true/false, got {flag!r}")
-        if len(self.temporal_downsample) < len(mults) - 1:
-            raise ModelError(
-                f"tokenizer config: 'temporal_downsample' needs at least {len(mults) - 1} flags "
-                f"(one per down-sampling stage), got {len(self.temporal_downsample)}"
-            )
-        # Every group-normalised channel count is filters x an integer multiplier.
-        if self.filters % GROUPS:
-            raise ModelError(
-                f"tokenizer config: 'filters' = {self.filters} is not a multiple of {GROUPS}, "
-                f"which GroupNorm({GROUPS}) needs for every channel count"
-            )
-        if self.padding_mode not in PADDING_MODES:
-            raise ModelError(f"tokenizer config: 'padding_mode' must be one of {PADDING_MODES}, got {self.padding_mode!r}")
-        if self.num_parameters() > MAX_PARAMETERS:
-            raise ModelError(
-                f"tokenizer config describes {self.num_parameters():,} parameters, more than the {MAX_PARAMETERS:,} allowed"
-            )
-
-
-# ---------------------------------------------------------------------------
-# Layer plan shared by the modules and the closed-form parameter count.
-
-
-def _layer_specs(config: TokenizerConfig):
-    """(kind, in_channels, out_channels) of every parameterised layer; kind in conv3/conv3b/conv1b/res/norm/codebook."""
-    F_, mults = config.filters, config.channel_multipliers
-    specs = [("conv3", 3, F_)]
-    channels = F_
-    for m in mults:
-        for _ in range(config.num_enc_res_blocks):
-            specs.append(("res", channels, F_ * m))
-            channels = F_ * m
-    specs += [("res", channels, channels)] * config.num_enc_res_blocks
-    specs += [("norm", channels, channels), ("conv1b", channels, config.embedding_dim)]
-
-    channels = F_ * mults[-1]
-    specs.append(("conv3b", config.embedding_dim, channels))
-    specs += [("res", channels, channels)] * config.num_dec_res_blocks
-    for level in reversed(range(len(mults))):
-        for _ in range(config.num_dec_res_blocks):
-            specs.append(("res", channels, F_ * mults[level]))
-            channels = F_ * mults[level]
-        if level > 0:
-            specs.append(("conv3b", channels, channels))
-    specs += [("norm", channels, channels), ("conv3b", channels, 3)]
-    specs.append(("codebook", config.codebook_size, config.embedding_dim))
-    return specs
-
-
-def _count(spec) -> int:
-    kind, cin, cout = spec
-    if kind == "conv3":
-        return 27 * cin * cout
-    if kind == "conv3b":
-        return 27 * cin * cout + cout
-    if kind == "conv1b":
-        return cin * cout + cout
-    if kind == "norm":
-        return 2 * cin
-    if kind == "codebook":
-        return cin * cout
-    shortcut = cin * cout if cin != cout else 0
-    return 2 * cin + 27 * cin * cout + 2 * cout + 27 * cout * cout + shortcut
-
-
-# Official layouts (spec §3.1): 128² for UCF-101/K600/SSv2, 64² for BAIR.
-TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
-    "bair-b": TokenizerConfig(filters=64, channel_multipliers=(1, 2, 4)),
-    "bair-l": TokenizerConfig(filters=128, channel_multipliers=(1, 2, 4)),
-    "ucf-b": TokenizerConfig(filters=64, channel_multipliers=(1, 2, 2, 4)),
-    "ucf-l": TokenizerConfig(filters=128, channel_multipliers=(1, 2, 2, 4)),
-}
 
 
 # ---------------------------------------------------------------------------

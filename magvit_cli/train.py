@@ -53,14 +53,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from . import tasks as task_lib
 from .checkpoint import check_sizes, save_model
+from .config import ModelConfig, TransformerConfig
 from .data import TokenCache, VideoClipDataset, seed_for, worker_init
 from .discriminator import DiscriminatorConfig, StyleGANDiscriminator
 from .errors import Interrupted, ModelError, OutputError, UsageError
 from .metrics import psnr
-from .model import Magvit, ModelConfig
+from .model import Magvit
 from .tokenizer import VQTokenizer
 from .train_config import MAX_BATCH_VOXELS, TokenizerTrainConfig, TransformerTrainConfig, validate
-from .transformer import TransformerConfig
 
 STATE_FILE = "training_state.pt"
 METRICS_FILE = "metrics.jsonl"

@@ -20,8 +20,7 @@ from typing import Any, Callable, Sequence
 from . import tasks as task_lib
 from .checkpoint import MAX_CLIP_VOXELS, MAX_PARAMETERS, transformer_parameters
 from .errors import MagvitError, UsageError
-from .tokenizer import TOKENIZER_PRESETS, TokenizerConfig
-from .transformer import TRANSFORMER_PRESETS, TransformerConfig
+from .config import TOKENIZER_PRESETS, TRANSFORMER_PRESETS, TokenizerConfig, TransformerConfig
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 # Upper bounds of settings that size allocations (index lists, worker processes, batches),

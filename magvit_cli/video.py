@@ -23,9 +23,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .errors import InputError, OutputError, UnsupportedError, UsageError
 
@@ -46,6 +46,8 @@ class _LazyModule(types.ModuleType):
 
 
 av = _LazyModule("av")  # PyAV
+if TYPE_CHECKING:  # torch is imported by the two functions that make or read tensors, so that
+    import torch  # probing a file (`magvit info`) does not load it
 
 FRAME_FOLDER_FPS = Fraction(24)  # frame folders carry no timing of their own
 FPS_RANGE = (Fraction(1, 100), Fraction(1000))  # what a frame rate given on the command line may be
@@ -391,6 +393,20 @@ def _to_rgb(frame: av.VideoFrame) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
+def window_starts(total: int, window: int, overlap: int) -> list[tuple[int, int]]:
+    """(start, length) of every model window over `total` frames: full windows every
+    `window - overlap` frames, then a shorter last one if frames are left that no full
+    window covers."""
+    if total <= window:
+        return [(0, total)]
+    stride = window - overlap
+    windows = [(s, window) for s in range(0, total - window + 1, stride)]
+    if windows[-1][0] + window < total:
+        start = windows[-1][0] + stride
+        windows.append((start, total - start))
+    return windows
+
+
 def iter_windows(path: str | Path, length: int, overlap: int = 0) -> Iterator[tuple[int, np.ndarray]]:
     """Yield (start_index, frames [T, H, W, 3]) windows of `length` frames, each starting
     `length - overlap` frames after the previous one.
@@ -444,6 +460,8 @@ def read_video(
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
     """uint8 [T, H, W, 3] -> float32 [3, T, H, W] in [0, 1]."""
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float().div_(255)
 
 
@@ -451,6 +469,8 @@ def tensor_to_frames(video: torch.Tensor) -> np.ndarray:
     """[3, T, H, W] in [0, 1] (values outside are clipped) -> uint8 [T, H, W, 3]."""
     if video.ndim != 4 or video.shape[0] != 3:
         raise ValueError(f"expected a video tensor [3, T, H, W], got shape {tuple(video.shape)}")
+    import torch
+
     pixels = video.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
     return pixels.permute(1, 2, 3, 0).contiguous().cpu().numpy()
 

@@ -45,20 +45,21 @@ from magvit_cli.cli import app, main
 import typer
 group = typer.main.get_group(app)
 commands = [[name] for name in group.commands] + [["train", name] for name in group.commands["train"].commands]
-for argv in [["--help"]] + [c + ["--help"] for c in commands]:
+for argv in [["--help"]] + [c + ["--help"] for c in commands] + [["info", sys.argv[1]], ["info", sys.argv[1], "--json"]]:
     assert main(argv) == 0, argv
     assert "torch" not in sys.modules, f"magvit {' '.join(argv)} imported torch"
 print(len(commands))
 """
 
 
-def test_help_answers_without_importing_torch():
-    """`magvit --help` and every COMMAND --help answer in a fraction of a second: PyTorch
-    (seconds to import) is loaded only by commands that run or read a model or a video."""
+def test_help_and_info_answer_without_importing_torch(clip):
+    """`magvit --help`, every COMMAND --help and `magvit info` answer in a fraction of a second:
+    PyTorch (seconds to import) is loaded only by commands that run a model."""
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TORCH, str(clip)], capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert int(done.stdout.strip().splitlines()[-1]) >= 12  # every command was asked
 

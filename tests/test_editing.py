@@ -124,7 +124,7 @@ def test_snapping_to_cells_and_feathering():
     (32, 16, 0, [(0, 16), (16, 16)]),
 ])
 def test_window_schedule(total, window, overlap, expected):
-    assert editing.window_starts(total, window, overlap) == expected
+    assert vio.window_starts(total, window, overlap) == expected
 
 
 def test_variable_rate_frames_are_resampled_like_ffmpegs_fps_filter():
@@ -209,7 +209,7 @@ def test_windows_of_other_lengths_are_resampled_in_time(model, png_clip, tmp_pat
     out = read_png(tmp_path / "out")
     assert out.shape == frames.shape
     reported = result["mask"]["windows"]
-    assert [w["frames"][0] for w in reported] == [s for s, _ in editing.window_starts(30, window, overlap)]
+    assert [w["frames"][0] for w in reported] == [s for s, _ in vio.window_starts(30, window, overlap)]
     outside = np.ones(frames.shape[1:3], bool)
     for w in reported:  # the JSON report's snapped boxes, grown by the band
         x, y, bw, bh = w["hole_box"]

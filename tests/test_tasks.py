@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from magvit_cli import tasks
+from magvit_cli import config, tasks
 from magvit_cli.errors import UsageError
 from magvit_cli.tasks import TASKS, TaskSchedule, condition, condition_from_mask, mask_tokens, prefix_tokens
 from magvit_cli.transformer import TransformerConfig
@@ -166,7 +166,7 @@ def test_frame_counts_are_validated():
 
 def test_task_lookup_and_tokens():
     assert tasks.get_task("OPD").id == "outpainting_dv"
-    assert tasks.get_task("cfp").token == tasks.FRAME_PREDICTION
+    assert tasks.get_task("cfp").token == config.FRAME_PREDICTION
     assert TASKS["inpainting_c"].token == TASKS["outpainting_c"].token == -6  # released config shares it
     with pytest.raises(UsageError):
         tasks.get_task("teleport")
