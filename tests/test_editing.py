@@ -155,6 +155,53 @@ def test_pull_push_keeps_known_pixels_and_fills_the_rest_from_them():
     assert torch.allclose(pull_push(values, torch.ones(2, 1, 13, 10)), values)
 
 
+def _pull_push_reference(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """pull_push for one image [H, W], H and W powers of two, written out: a pyramid of 2x2 means of
+    the weighted values and of the weights; the coarsest level normalised; then, level by level
+    back up, bilinear up-sampling (pixel centres at half-integers, edges clamped) of the level
+    below, kept where the weight is 0 and blended as own + (1 - w) * coarse elsewhere."""
+    levels = [(values, weights)]
+    while min(levels[-1][0].shape) > 1:
+        v, w = levels[-1]
+        levels.append(tuple(x.reshape(x.shape[0] // 2, 2, x.shape[1] // 2, 2).mean(axis=(1, 3)) for x in (v, w)))
+    filled = levels[-1][0] / max(levels[-1][1].item(), 1e-8)
+    for v, w in reversed(levels[:-1]):
+        H, W = v.shape
+        coarse = np.empty((H, W))
+        for i in range(H):
+            for j in range(W):
+                y, x = max((i + 0.5) / 2 - 0.5, 0.0), max((j + 0.5) / 2 - 0.5, 0.0)
+                y0, x0 = int(y), int(x)
+                y1, x1 = min(y0 + 1, filled.shape[0] - 1), min(x0 + 1, filled.shape[1] - 1)
+                dy, dx = y - y0, x - x0
+                coarse[i, j] = ((1 - dy) * ((1 - dx) * filled[y0, x0] + dx * filled[y0, x1])
+                                + dy * ((1 - dx) * filled[y1, x0] + dx * filled[y1, x1]))
+        filled = np.where(w > 0, v + (1 - w) * coarse, coarse)
+    return filled
+
+
+def test_pull_push_matches_its_definition_on_a_pyramid_of_three_levels():
+    rng = np.random.default_rng(3)
+    known = np.zeros((8, 8))
+    known[[0, 2, 5, 7], [1, 6, 3, 7]] = 1  # four known pixels, far apart
+    values = rng.random((8, 8)) * known
+    expected = _pull_push_reference(values, known)
+    got = pull_push(torch.from_numpy(values)[None, None], torch.from_numpy(known)[None, None])[0, 0].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-12)
+    assert np.ptp(expected[known == 0]) > 0.1  # the fill varies: every level and the blend matter
+
+
+def test_seamless_keeps_pixels_in_range():
+    """The shift that meets the known pixels can push made-up ones outside [0, 1]: they are clipped."""
+    output = torch.full((1, 3, 1, 8, 8), 0.1)
+    output[..., 0, 0] = 0.5
+    video = torch.zeros_like(output)  # the one known pixel is 0.5 darker than the model made it
+    keep = torch.zeros(1, 1, 1, 8, 8, dtype=torch.bool)
+    keep[..., 0, 0] = True
+    assert torch.equal(seamless(output, video, keep), torch.zeros_like(output))  # 0.1 - 0.5, clipped
+    assert torch.equal(seamless(1 - output, 1 - video, keep), torch.ones_like(output))
+
+
 def test_seamless_removes_a_colour_cast_everywhere_and_leaves_frames_without_known_pixels():
     video = torch.rand(2, 3, 4, 16, 16, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25
     cast = video + torch.tensor([0.1, -0.05, 0.02]).view(1, 3, 1, 1, 1)  # what a biased tokenizer gives back
