@@ -1,8 +1,10 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from magvit_cli.decoding import autocast_dtype, decode, mask_ratio, num_masked
+from magvit_cli.decoding import DecodeOptions, autocast_dtype, decode, mask_ratio, num_masked
 from magvit_cli.errors import UsageError
 from magvit_cli.tasks import TASKS, prefix_tokens, uncond_prefix_tokens
 from magvit_cli.transformer import Transformer, TransformerConfig
@@ -35,9 +37,27 @@ def test_tokens_still_unknown_after_each_step(schedule, unknown):
 
 
 def test_unknown_schedule_is_a_usage_error():
-    with pytest.raises(UsageError, match="schedule"):
-        mask_ratio("zigzag", 0.5, 1024)
+    for schedule in ("zigzag", "abc2", "pow"):  # "pow" needs its exponent; only "pow" takes one
+        with pytest.raises(UsageError, match="schedule"):
+            mask_ratio(schedule, 0.5, 1024)
     assert mask_ratio("pow0.5", 0.25, 1024) == pytest.approx(0.5)
+    assert mask_ratio("log", 0.01, 16) == 1.0  # -log2(0.01) / 4 = 1.66, clipped to 1
+
+
+@pytest.mark.parametrize("setting, accepted, refused", [
+    ("steps", [1, 1024], [0, 1025]),
+    ("temperature", [1e-6, 1.0], [0.0, -1.0, math.inf, math.nan]),
+    ("choice_temperature", [0.0, 0.5, 4.5], [-1e-6, math.inf, math.nan]),
+    ("guidance", [0.0, 3.0], [-0.5, math.inf, math.nan]),
+    ("seed", [None, 0, 2**63 - 1], [-1, 2**63]),
+    ("dtype", ["auto", "float32", "bfloat16"], ["fp16", "int8"]),
+])
+def test_decode_options_accept_exactly_their_ranges(setting, accepted, refused):
+    for value in accepted:
+        DecodeOptions(**{setting: value}).check()
+    for value in refused:
+        with pytest.raises(UsageError):
+            DecodeOptions(**{setting: value}).check()
 
 
 def test_autocast_dtype():
