@@ -37,7 +37,7 @@ def test_tokens_still_unknown_after_each_step(schedule, unknown):
 
 
 def test_unknown_schedule_is_a_usage_error():
-    for schedule in ("zigzag", "abc2", "pow"):  # "pow" needs its exponent; only "pow" takes one
+    for schedule in ("zigzag", "abc2", "pow", "powx"):  # "pow" needs a numeric exponent; only "pow" takes one
         with pytest.raises(UsageError, match="schedule"):
             mask_ratio(schedule, 0.5, 1024)
     assert mask_ratio("pow0.5", 0.25, 1024) == pytest.approx(0.5)
@@ -201,3 +201,172 @@ def test_the_most_confident_samples_are_kept_and_the_least_confident_remasked():
     kept = (second != MASK).nonzero()[:, 0]
     assert kept.tolist() == sure.tolist(), f"kept {kept.tolist()}"
     assert (second[sure] == 5).all() and (out[0, sure] == 5).all()
+
+
+# ---------------------------------------------------------------- COMMIT against its definition
+
+SMALL = TransformerConfig(codebook_size=6, num_classes=0, multi_task=True, latent_shape=(1, 2, 4), hidden_size=8,
+                          num_layers=1, num_heads=1, mlp_dim=8)
+
+
+class TokenTable(Transformer):
+    """Logits that depend on the whole input: a fixed table per (position, token shown there)
+    plus a fixed table per (prefix token), so a changed canvas or prefix changes the logits."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        g = torch.Generator().manual_seed(11)
+        self.by_token = torch.randn(config.seq_length, config.vocab_size, config.codebook_size, generator=g) * 2
+        self.by_prefix = torch.randn(config.vocab_size, config.num_latents, config.codebook_size, generator=g) * 2
+
+    def forward(self, tokens):
+        positions = torch.arange(tokens.shape[1])
+        logits = self.by_token[positions, tokens] + 0.0  # [B, P + N, K]
+        logits[:, SMALL.num_prefix:] += self.by_prefix[tokens[:, 0]]
+        pad = torch.full((*logits.shape[:2], self.config.vocab_size - self.config.codebook_size), -1e9)
+        return torch.cat([logits, pad], dim=-1)
+
+
+def commit_by_hand(model, prefix, uncond_prefix, cond_tokens, cond_mask, steps, choice_temperature, temperature,
+                   guidance, noises):
+    """Spec §8.4 written out position by position: sample every unknown position (Gumbel-max of
+    logits / temperature), keep the known ones; score each newly sampled token by its log
+    probability plus choice_temperature * (1 - progress) * Gumbel noise, known ones +inf; re-mask
+    the floor(N * cosine ratio) lowest scores, clipped to [1, unknown - 1]."""
+    B, N = cond_tokens.shape
+    mask_id = SMALL.mask_token
+    canvas = [[int(cond_tokens[b, i]) if cond_mask[b, i] else mask_id for i in range(N)] for b in range(B)]
+    uncond_canvas = [[mask_id] * N for _ in range(B)]
+    unknown = [[True] * N for _ in range(B)]
+    noises = iter(noises)
+    for step in range(steps):
+        logits = model(torch.cat([prefix, torch.tensor(canvas)], 1))[:, SMALL.num_prefix:, :SMALL.codebook_size]
+        if guidance > 0:
+            uncond = model(torch.cat([uncond_prefix, torch.tensor(uncond_canvas)], 1))[:, SMALL.num_prefix:, :SMALL.codebook_size]
+            logits = logits + guidance * (logits - uncond)
+        g = next(noises)
+        sampled = [[int(torch.argmax(logits[b, i] / temperature + g[b, i])) if unknown[b][i] else canvas[b][i]
+                    for i in range(N)] for b in range(B)]
+        if step == steps - 1:
+            return torch.tensor(sampled)
+        progress = (step + 1) / steps
+        g = next(noises)
+        score = [[float(torch.log_softmax(logits[b, i].double(), -1)[sampled[b][i]]
+                        + choice_temperature * (1 - progress) * g[b, i]) if unknown[b][i] else math.inf
+                  for i in range(N)] for b in range(B)]
+        n = math.floor(N * math.cos(math.pi / 2 * progress))
+        for b in range(B):
+            count = min(max(n, 1), sum(unknown[b]) - 1)
+            lowest = sorted(range(N), key=lambda i: score[b][i])[:max(count, 0)]
+            unknown[b] = [i in lowest for i in range(N)]
+            canvas[b] = [(int(cond_tokens[b, i]) if cond_mask[b, i] else mask_id) if unknown[b][i] else sampled[b][i]
+                         for i in range(N)]
+            uncond_canvas[b] = [mask_id if unknown[b][i] else sampled[b][i] for i in range(N)]
+
+
+@pytest.mark.parametrize("guidance, choice_temperature, temperature", [(0.0, 4.5, 1.0), (1.5, 2.0, 0.7),
+                                                                        (0.0, 0.3, 0.25)])
+def test_commit_decoding_matches_its_definition(monkeypatch, guidance, choice_temperature, temperature):
+    torch.manual_seed(0)
+    model = TokenTable(SMALL)
+    B, N = 6, SMALL.num_latents
+    prefix = prefix_tokens(SMALL, "outpainting_c", batch_size=B)
+    uncond = uncond_prefix_tokens(SMALL, "outpainting_c", list(TASKS), batch_size=B)
+    cond_tokens = torch.randint(0, SMALL.codebook_size, (B, N), generator=torch.Generator().manual_seed(1))
+    cond_mask = torch.tensor([[True, False] * 4, [False] * 8] * 3)
+    g = torch.Generator().manual_seed(5)
+    noises = [-torch.log(-torch.log(torch.rand(B, N, *shape, generator=g).clamp_min(1e-12)))
+              for _ in range(12) for shape in ((SMALL.codebook_size,), ())]
+    served = iter(noises)
+    monkeypatch.setattr("magvit_cli.decoding._gumbel", lambda shape, generator, device: next(served))
+    # 5 steps over 8 tokens: no N * ratio lands on an integer, where float32 and float64 could floor apart
+    got = decode(model, prefix, cond_tokens, cond_mask, steps=5, choice_temperature=choice_temperature,
+                 temperature=temperature, guidance=guidance, uncond_prefix=uncond, dtype="float32")
+    expected = commit_by_hand(model, prefix, uncond, cond_tokens, cond_mask, 5, choice_temperature, temperature,
+                              guidance, noises)
+    assert torch.equal(got, expected)
+
+
+def test_gumbel_max_samples_each_code_with_its_probability():
+    """Sampling is Gumbel-max: each code comes up as often as softmax(logits / temperature) says."""
+    from magvit_cli.decoding import _gumbel
+
+    probs = torch.tensor([0.6, 0.3, 0.1])
+    draws = torch.argmax(probs.log() + _gumbel((20000, 3), torch.Generator().manual_seed(0), torch.device("cpu")), -1)
+    freq = torch.bincount(draws, minlength=3) / 20000
+    assert torch.allclose(freq, probs, atol=0.015)
+
+
+def test_lowest_clips_the_count_to_one_and_to_all_but_one_unknown():
+    from magvit_cli.decoding import _lowest
+
+    score = torch.tensor([[0.3, 0.1, math.inf, 0.2, 0.5]])  # four unknown, one known (+inf)
+    def picked(n, unknown=4):
+        return _lowest(score, n, torch.tensor([unknown]))[0].nonzero().flatten().tolist()
+    assert picked(0) == [1]  # at least one
+    assert picked(1) == [1]
+    assert picked(2) == [1, 3]
+    assert picked(10) == [0, 1, 3]  # at most all but one unknown: one token is committed every step
+    assert picked(1, unknown=1) == []  # the last unknown token is committed, never re-masked
+
+
+def test_decode_defaults_are_the_papers(model):
+    """Spec §8.4: 12 steps, cosine schedule, choice temperature 4.5, sampling temperature 1, no
+    guidance; leaving them out decodes exactly as giving them, and DecodeOptions agree."""
+    cond_mask = torch.zeros(1, N, dtype=torch.bool)
+    paper = dict(steps=12, schedule="cosine", choice_temperature=4.5, temperature=1.0, guidance=0.0)
+    assert torch.equal(run(model, cond_mask, seed=3), run(model, cond_mask, seed=3, **paper))
+    assert {k: getattr(DecodeOptions(), k) for k in paper} == paper and DecodeOptions().dtype == "auto"
+
+
+def test_guidance_below_one_still_runs_the_unconditional_pass(model):
+    cond_mask = torch.zeros(2, N, dtype=torch.bool)
+    uncond = uncond_prefix_tokens(CONFIG, "outpainting_c", list(TASKS), batch_size=1)  # one prefix for the batch
+    run(model, cond_mask, guidance=0.5, uncond_prefix=uncond, steps=3)
+    assert len(model.calls) == 6
+
+
+def test_without_a_generator_or_a_dtype_decoding_draws_fresh_noise_in_the_default_precision(model):
+    cond_mask = torch.zeros(1, N, dtype=torch.bool)
+    prefix = prefix_tokens(CONFIG, "outpainting_c", batch_size=1)
+    out = decode(model, prefix, torch.zeros(1, N, dtype=torch.long), cond_mask, steps=2)
+    assert out.shape == (1, N)
+
+
+def test_autocast_follows_the_dtype_option(monkeypatch):
+    from magvit_cli import decoding
+
+    with decoding.autocast("cpu", "bfloat16"):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    for option in ("float32", "fp32"):
+        with decoding.autocast("cpu", option):
+            assert not torch.is_autocast_enabled("cpu")
+    assert autocast_dtype("cpu", "bf16") == autocast_dtype("cpu", "bfloat16") == torch.bfloat16
+    for native in (True, False):  # "auto" on a CPU: bf16 exactly where the CPU has it natively
+        monkeypatch.setattr(decoding, "_cpu_has_native_bf16", lambda: native)
+        assert autocast_dtype("cpu", "auto") == (torch.bfloat16 if native else None)
+        with decoding.autocast("cpu", "auto"):
+            assert torch.is_autocast_enabled("cpu") is native
+        assert autocast_dtype("meta", "auto") is None  # neither CPU nor CUDA: float32
+        assert autocast_dtype("cpu") == autocast_dtype("cpu", "auto")  # "auto" is the default
+    for supported in (True, False):  # on CUDA: bf16 where the GPU supports it (no GPU needed to ask)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: supported)
+        assert autocast_dtype("cuda", "auto") == (torch.bfloat16 if supported else None)
+        assert autocast_dtype("cuda:0", "float32") is None
+        with decoding.autocast("cpu"):
+            assert torch.is_autocast_enabled("cpu") is native
+
+
+@pytest.mark.parametrize("flags, native", [({"_is_avx512_bf16_supported": True, "_is_amx_tile_supported": False}, True),
+                                           ({"_is_avx512_bf16_supported": False, "_is_amx_tile_supported": True}, True),
+                                           ({"_is_avx512_bf16_supported": False, "_is_amx_tile_supported": False}, False),
+                                           ({}, False)])  # a torch without these checks: no native bf16
+def test_native_bf16_is_avx512_bf16_or_amx(monkeypatch, flags, native):
+    from magvit_cli.decoding import _cpu_has_native_bf16
+
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        if name in flags:
+            monkeypatch.setattr(torch.cpu, name, lambda value=flags[name]: value, raising=False)
+        else:
+            monkeypatch.delattr(torch.cpu, name, raising=False)
+    assert _cpu_has_native_bf16() is native
