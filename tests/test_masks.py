@@ -129,13 +129,17 @@ def test_folder_and_video_masks_are_per_frame(tmp_path):
     ("0,0,5,5@x", "not a time"),
     ("0,0,5,5@-3", "not a time"),
     ("0,0,5,5@2-6;5,5,5,5@4-8", "without overlap"),
+    ("0,0,5,5@2-4;5,5,5,5@4-8", "without overlap"),  # sharing frame 4
+    ("0,0,5,5@2@3", "not a time"),
+    ("0,0,5,5@20", "starts at frame 20"),  # the video's frames are 0..19
     ("0,0,5,5;5,5,5,5@4", "has no @time"),
     ("0,0,5,5@30", "starts at frame 30"),
     ("circle", "is not a mask"),
 ])
 def test_bad_specs_are_usage_errors(spec, message):
-    with pytest.raises(UsageError, match=message):
+    with pytest.raises(UsageError, match=message) as error:
         parse_mask(spec, SIZE, 20, FPS)
+    assert repr(spec) in str(error.value)  # the message quotes what the user wrote
 
 
 def test_missing_mask_file_is_an_input_error(tmp_path):
@@ -205,3 +209,54 @@ def test_frame_masks_start_over_on_a_second_pass_and_note_a_resize(tmp_path):
     assert [box_of(mask.at(f)) for f in (0, 1, 2, 3)] == first_pass  # a second pass reads again from frame 0
     assert box_of(mask.at(2)) == first_pass[2]
     assert mask.notes and "resized" in mask.notes[0] and "masks" not in mask.notes[0].split(" is ")[1]
+
+
+def test_times_in_seconds_single_frame_ranges_and_time_zero():
+    mask = parse_mask("0,0,10,10@0.5s-1s", SIZE, 20, FPS)  # 10 fps: frames 5 to 10
+    assert [f for f in range(20) if mask.at(f).any()] == list(range(5, 11))
+    mask = parse_mask("0,0,10,10@3-3", SIZE, 20, FPS)
+    assert [f for f in range(20) if mask.at(f).any()] == [3]
+    mask = parse_mask("0,0,10,10@0s", SIZE, 20, FPS)
+    assert [f for f in range(20) if mask.at(f).any()] == [0]
+
+
+def test_presets_use_integer_quarters_of_the_frame():
+    size = (42, 50)  # 42 * 3 // 4 - 42 // 4 = 21 rows (21.5 or 20.5 with a true division)
+    assert box_of(parse_mask("box", size, 20, FPS).at(0)) == (12, 10, 25, 21)
+    assert box_of(parse_mask("dynamic-box", size, 20, FPS).at(0)) == (0, 10, 25, 21)
+    two = parse_mask("dynamic-box", size, 2, FPS)  # two frames: left half, then right half
+    assert box_of(two.at(1)) == (25, 10, 25, 21)
+
+
+def test_keyframed_boxes_are_dilated_too():
+    mask = parse_mask("10,10,5,5@0-", SIZE, 20, FPS, dilate=1)
+    assert box_of(mask.at(0)) == (9, 9, 7, 7)
+
+
+def test_a_missing_mask_path_without_a_suffix_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        parse_mask(str(tmp_path / "masks" / "hole"), SIZE, 20, FPS)
+
+
+def test_image_masks_threshold_note_and_describe(tmp_path):
+    drawn = np.zeros((20, 32), np.uint8)
+    drawn[5:10, 8:16] = 128  # just above mid-grey: part of the hole
+    drawn[10:12, 8:16] = 127  # just below: not
+    rgb = np.repeat(drawn[:, :, None], 3, axis=2)
+    vio.write_video(tmp_path / "m", iter([rgb]), 1)
+    png = next((tmp_path / "m").iterdir())
+    mask = parse_mask(str(png), SIZE, 20, FPS)
+    assert box_of(mask.at(0)) == (16, 10, 16, 10)
+    assert mask.notes == [f"mask {png.name} is 32x20: resized to the video's 64x40"]
+    assert mask.describe() == {"kind": "image", "spec": str(png)}
+    assert box_of(parse_mask(str(png), SIZE, 20, FPS, dilate=1).at(0)) == (15, 9, 18, 12)
+
+
+def test_frame_masks_describe_themselves_and_refuse_frames_past_their_end(tmp_path):
+    frames = np.zeros((4, *SIZE, 3), np.uint8)
+    frames[:, 10:20, 8:16] = 255
+    vio.write_video(tmp_path / "masks", iter(frames), 10)
+    mask = parse_mask(str(tmp_path / "masks"), SIZE, 4, FPS)
+    assert mask.describe() == {"kind": "folder", "spec": str(tmp_path / "masks")}
+    with pytest.raises(InputError, match="has only 4 frames"):
+        mask.at(4)
