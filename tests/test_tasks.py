@@ -248,3 +248,44 @@ def test_baselines_fill_only_unknown_pixels_the_way_their_names_say():
     assert torch.allclose(blend[:, :, 5], video[:, :, 0] + (video[:, :, 15] - video[:, :, 0]) * 5 / 15, atol=1e-6)
     with pytest.raises(UsageError, match="no known pixels"):
         tasks.baselines("full_generation", video, condition("full_generation", video, (4, 2, 2)))
+
+
+def test_edge_replicate_fill_by_hand():
+    """The free baseline of the inpainting and outpainting rows, on a 6 x 7 frame whose pixel
+    (y, x) holds 10 y + x: each hole pixel copies the known pixel just outside the hole's nearest
+    side (ties: top, bottom, left, right; frame borders are not sides); known pixels forming a box
+    extend to the frame by edge padding; frames with every or no pixel known stay as they are."""
+    from magvit_cli.tasks import nearest_fill
+
+    frame = (10 * torch.arange(6)[:, None] + torch.arange(7)[None, :]).float()
+    video = torch.stack([frame, -frame])[None, :, None].repeat(1, 1, 5, 1, 1)  # [1, 2, 5, 6, 7]
+    keep = torch.ones(1, 1, 5, 6, 7, dtype=torch.bool)
+    keep[..., 0, 1:5, 2:4] = False  # an inner hole, 4 rows x 2 columns
+    keep[..., 1, 0:2, 0:2] = False  # a hole in the corner
+    keep[..., 2, :, :] = False
+    keep[..., 2, 1:5, 2:5] = True  # outpainting: only a central box is known
+    keep[..., 4, :, :] = False  # nothing known
+    out = nearest_fill(video, keep)[0, 0]
+    assert torch.equal(out[0, 1:5, 2:4], torch.tensor([[2., 3.], [21., 24.], [31., 34.], [52., 53.]]))
+    assert torch.equal(out[1, 0:2, 0:2], torch.tensor([[20., 2.], [20., 21.]]))
+    expected = frame[torch.arange(6).clamp(1, 4)][:, torch.arange(7).clamp(2, 4)]
+    assert torch.equal(out[2], expected)
+    assert torch.equal(out[3], frame) and torch.equal(out[4], frame)
+    assert torch.equal(nearest_fill(video, keep)[0, 1], -out)  # every channel alike
+    assert torch.equal(out[keep[0, 0]], video[0, 0][keep[0, 0]])  # known pixels untouched
+
+
+def test_mask_tokens_needs_both_condition_inputs_and_takes_a_mask_per_sample():
+    targets = torch.randint(0, 64, (2, TINY.num_latents), generator=torch.Generator().manual_seed(0))
+    cond = torch.zeros_like(targets)
+    for missing in ((cond, None), (None, torch.ones(1, TINY.num_latents, dtype=torch.bool))):
+        with pytest.raises(UsageError, match="condition tokens and a latent mask"):
+            mask_tokens(TINY, "FP", targets, *missing, None, 0.5)
+    per_sample = torch.zeros(2, *TINY_LATENT, dtype=torch.bool)
+    per_sample[0, 0] = True  # sample 0 knows its first latent frame, sample 1 nothing
+    scores = torch.rand(2, TINY.num_latents, generator=torch.Generator().manual_seed(1))
+    masked = mask_tokens(TINY, "FP", targets, cond, per_sample, None, 1.0, scores=scores)
+    first = per_sample[0].flatten()
+    assert (masked.inputs[0, TINY.num_prefix:][first] == 0).all()  # condition tokens where known
+    assert (masked.inputs[0, TINY.num_prefix:][~first] == TINY.mask_token).all()
+    assert (masked.inputs[1, TINY.num_prefix:] == TINY.mask_token).all()
