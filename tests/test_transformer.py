@@ -132,3 +132,28 @@ def test_bfloat16_autocast_effect_on_logits(reference_dir, device):
         total += tokens.numel()
     assert 1e-4 < worst < 1e-2  # bf16 really ran (not fp32) and stays close
     assert flips / total < 0.02
+
+
+def test_training_attention_with_dropout_computes_the_same_attention():
+    """The training path writes attention out by hand (Flax's dropout mask is shared over batch
+    and heads); with a dropout that drops nothing it equals the fused inference path, and a real
+    dropout zeroes whole (query, key) entries for every sample and head alike."""
+    from magvit_cli.transformer import SelfAttention
+
+    config = TransformerConfig(codebook_size=16, latent_shape=(1, 2, 4), hidden_size=16, num_layers=1, num_heads=2,
+                               mlp_dim=16, attention_dropout=1e-9)
+    torch.manual_seed(0)
+    attention = SelfAttention(config)
+    x = torch.randn(3, 10, 16)
+    expected = attention.eval()(x)
+    assert torch.allclose(attention.train()(x), expected, atol=1e-5)
+    attention.dropout = 0.5
+    attention.out = torch.nn.Identity()
+    attention.value.weight.data = torch.eye(16)
+    attention.value.bias.data.zero_()
+    x = torch.ones(3, 10, 16)  # every value row is 1: an output is the kept attention mass / (1 - p)
+    y = attention.train()(x)
+    assert torch.allclose(y, y[:1].expand_as(y))  # the same mask for every sample
+    assert torch.allclose(y[..., :8], y[..., 8:])  # and for both heads (uniform attention here)
+    kept = y[0, :, 0] * (1 - 0.5) * 10  # uniform attention over 10 keys: keys kept per query
+    assert torch.allclose(kept, kept.round(), atol=1e-4) and 0.3 < kept.sum() / 100 < 0.7
