@@ -300,3 +300,56 @@ def test_commitment_loss_trains_the_encoder_and_codebook_loss_trains_the_codeboo
     flat = z.movedim(1, -1).reshape(-1, z.shape[1])
     expected_code_grad.index_add_(0, codes, 2.0 * (model.quantizer.codebook.detach()[codes] - flat) / z.numel())
     torch.testing.assert_close(model.quantizer.codebook.grad, expected_code_grad, atol=1e-6, rtol=1e-4)
+
+
+def test_training_pass_decodes_the_codes_and_weighs_the_entropy():
+    """The straight-through estimator: the forward value is the decoder of the quantized latents
+    (what inference decodes), the gradient reaches the encoder; the entropy term is
+    ENTROPY_COST x entropy_loss of the code distances."""
+    from magvit_cli.tokenizer import ENTROPY_COST, TokenizerConfig, VQTokenizer, entropy_loss
+
+    torch.manual_seed(0)
+    tokenizer = VQTokenizer(TokenizerConfig(filters=32, channel_multipliers=(1, 1), embedding_dim=8,
+                                            codebook_size=16, num_enc_res_blocks=1, num_dec_res_blocks=1))
+    video = torch.rand(2, 3, 4, 16, 16)
+    recon, losses = tokenizer(video)
+    with torch.no_grad():
+        z = tokenizer.encode_latents(video)
+        codes, quantized, distances = tokenizer.quantizer(z)
+        assert torch.allclose(recon, tokenizer.decoder(quantized), atol=1e-5)
+        assert torch.allclose(losses["entropy"], ENTROPY_COST * entropy_loss(distances))
+    recon.mean().backward()
+    assert tokenizer.encoder.conv_in.weight.grad.abs().sum() > 0
+
+
+def test_entropy_loss_is_per_sample_minus_average_entropy():
+    """entropy_loss = mean over samples of H(p) - H(mean p), p = softmax(-distances / 0.01) over codes
+    (official vqvae.entropy_loss): low when each sample is sure and the codes are used evenly."""
+    from magvit_cli.tokenizer import entropy_loss
+
+    sure_and_even = torch.tensor([[0.0, 9.0], [9.0, 0.0]])  # distances: sample 0 -> code 0, 1 -> code 1
+    assert entropy_loss(sure_and_even).item() == pytest.approx(-math.log(2), abs=1e-4)
+    unsure = torch.zeros(3, 2)
+    assert entropy_loss(unsure).item() == pytest.approx(0.0, abs=1e-4)
+    collapsed = torch.tensor([[0.0, 9.0], [0.0, 9.0], [0.0, 9.0]])
+    assert entropy_loss(collapsed).item() == pytest.approx(0.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("grad, autocast, fast", [(False, False, True), (True, False, False), (False, True, False)])
+def test_conv3d_takes_the_onednn_path_only_for_float32_cpu_inference(monkeypatch, grad, autocast, fast):
+    from magvit_cli.tokenizer import Conv3d
+
+    calls = []
+    real = torch.mkldnn_convolution
+    monkeypatch.setattr(torch, "mkldnn_convolution", lambda *a: calls.append(1) or real(*a))
+    conv = Conv3d(4, 4, 3, padding=1)
+    x = torch.rand(1, 4, 3, 5, 5)
+    with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        y = conv(x)
+    assert bool(calls) is fast
+    assert torch.allclose(y.float(), torch.nn.functional.conv3d(x, conv.weight, conv.bias, padding=1), atol=0.05)
+    reflect = Conv3d(4, 4, 3, padding=1, padding_mode="reflect")
+    calls.clear()
+    with torch.no_grad():
+        reflect(x)
+    assert not calls  # only zero padding has the fast path
