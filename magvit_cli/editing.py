@@ -283,8 +283,7 @@ class Output:
 
 def preview_path(output: Path) -> Path:
     """clip.inpaint.mp4 -> clip.inpaint.preview.mp4 (frame folders: out -> out.preview.mp4)."""
-    stem = output.stem if output.suffix else output.name
-    return output.with_name(f"{stem}.preview.mp4")
+    return output.with_name(f"{output.stem}.preview.mp4")
 
 
 def _side_by_side(panels: list[np.ndarray]) -> np.ndarray:
@@ -852,7 +851,7 @@ class OutpaintJob(ClipJob):
         return {"direction": self.direction, "amount": self.amount, **super().settings()}
 
     def result(self, out, runner, count) -> dict:
-        return {**super().result(out, runner, count), "margins": self.margins}
+        return {**super().result(out, runner, count), "margins": self.margins, "views": self.summaries}
 
 
 def parse_amount(amount: str | None, size: int) -> int:

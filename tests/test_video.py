@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import torch
 
 from magvit_cli.errors import InputError, OutputError, UsageError
 from magvit_cli.video import (
+    VideoInfo,
     VideoWarning,
     VideoWriter,
     as_fps,
@@ -282,6 +284,29 @@ def test_audio_start_keeps_a_cut_aligned(tmp_path, clip_with_audio):
     assert meta["burst_at"] == pytest.approx(1.0 - float(start), abs=0.025)
 
 
+def test_audio_dropped_from_a_source_with_undecodable_metadata_is_still_noticed(tmp_path, clip_with_audio):
+    """A title that is not UTF-8 (bytes patched into the file) must not hide the source's
+    audio from the warning, nor crash it; a frame folder as the audio source has none."""
+    titled = tmp_path / "titled.mp4"
+    with av.open(str(clip_with_audio)) as src, av.open(str(titled), "w") as dst:
+        dst.metadata["title"] = "TITLE-PLACEHOLDER"
+        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
+        for packet in src.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                dst.mux(packet)
+    data = titled.read_bytes()
+    assert data.count(b"TITLE-PLACEHOLDER") == 1
+    titled.write_bytes(data.replace(b"TITLE-PLACEHOLDER", b"\xff\xfe\xfa" + b"x" * 14))
+    with pytest.raises(UnicodeDecodeError):  # what PyAV does with it by default
+        av.open(str(titled)).close()
+    with pytest.warns(VideoWarning, match="cannot hold audio"):
+        write_video(tmp_path / "out/", moving_frames(2), 25, audio_from=titled)
+    folder = write_video(tmp_path / "frames/", moving_frames(2), 25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_video(tmp_path / "again/", moving_frames(2), 25, audio_from=folder)
+
 @pytest.mark.parametrize("target, audio_codec", [("out.mov", "aac"), ("out.webm", "opus"), ("out.mkv", "opus")])
 def test_audio_the_container_refuses_is_reencoded(tmp_path, target, audio_codec):
     source = make_clip(tmp_path / "opus.mkv", count=50, fps=Fraction(25), burst_at=1.0, audio_codec="libopus")
@@ -343,6 +368,20 @@ def test_iter_windows_overlap_and_tail(tmp_path):
         iter_windows(folder, 16, 16)
 
 
+def test_iter_windows_of_single_frames_and_of_a_clip_shorter_than_the_overlap(tmp_path):
+    frames = moving_frames(3)
+    folder = write_video(tmp_path / "frames/", frames, 24)
+    singles = list(iter_windows(folder, 1))
+    assert [start for start, _ in singles] == [0, 1, 2]
+    assert all(window.dtype == np.uint8 and window.shape == (1, 48, 64, 3) for _, window in singles)
+    one = write_video(tmp_path / "one/", frames[:1], 24)
+    # a clip shorter than one window, even than the overlap, is still one (short) window
+    [(start, window)] = list(iter_windows(one, 8, 4))
+    assert start == 0 and window.dtype == np.uint8
+    np.testing.assert_array_equal(window, frames[:1])
+    with pytest.raises(UsageError):
+        iter_windows(folder, 0)
+
 def test_iter_frames_range_matches_full_decode():
     full, _ = read_video(EXAMPLES / "bikes.mp4")
     part = np.stack(list(iter_frames(EXAMPLES / "bikes.mp4", start=20, stop=27)))
@@ -392,6 +431,24 @@ def test_disk_full_is_an_output_error(tmp_path, monkeypatch):
         write_video(tmp_path / "out.mp4", moving_frames(3), 25)
     assert listing(tmp_path) == set()
 
+
+@pytest.mark.parametrize("error, message, hint", [
+    (OSError(errno.ENOSPC, "No space left on device"), "disk full while writing", "free some space"),
+    (OSError(errno.EACCES, "Permission denied"), "cannot write .* \\(permission denied or read-only\\)", "-o"),
+    (OSError(errno.EROFS, "Read-only file system"), "permission denied or read-only", "-o"),
+    (OSError(errno.EIO, "Input/output error"), "out.mp4 failed: Input/output error$", None),
+    (OSError("odd encoder state"), "out.mp4 failed: odd encoder state$", None),  # no errno, no strerror
+])
+def test_write_failures_become_output_errors_that_say_why(tmp_path, monkeypatch, error, message, hint):
+    def fail(self, frame):
+        raise error
+
+    monkeypatch.setattr(VideoWriter, "_encode", fail)
+    with pytest.raises(OutputError, match=message) as raised:
+        write_video(tmp_path / "out.mp4", moving_frames(3), 25)
+    assert (raised.value.hint is None) == (hint is None)
+    assert hint is None or hint in raised.value.hint
+    assert listing(tmp_path) == set()
 
 def test_refuses_to_overwrite_the_input(tmp_path, clip_with_audio):
     before = clip_with_audio.read_bytes()
@@ -446,6 +503,11 @@ def test_default_output_path(source, task, suffix, expected):
     out = default_output_path(Path(source), task, suffix)
     assert out == Path(expected) and out != Path(source)
 
+
+@pytest.mark.parametrize("task", ["", "a/b", ".hidden", "..", os.sep + "abs"])
+def test_default_output_path_refuses_task_names_that_are_not_plain_names(task):
+    with pytest.raises(UsageError, match="invalid task name"):
+        default_output_path("clip.mp4", task)
 
 def test_default_output_path_of_a_frame_folder(tmp_path):
     (tmp_path / "frames.v2").mkdir()
@@ -601,6 +663,22 @@ def test_tensor_conversions():
     wild = torch.tensor([-0.5, 0.5, 1.7, 0.2 / 255]).view(1, 1, 1, 4).expand(3, 1, 1, 4)
     assert tensor_to_frames(wild)[0, 0, :, 0].tolist() == [0, 128, 255, 0]  # clipped and rounded
 
+
+@pytest.mark.parametrize("shape", [(4, 2, 8, 8), (3, 8, 8), (1, 3, 2, 8, 8), (2, 2, 8, 8)])
+def test_tensor_to_frames_refuses_other_shapes(shape):
+    with pytest.raises(ValueError, match=r"\[3, T, H, W\]"):
+        tensor_to_frames(torch.zeros(shape))
+
+
+def test_video_info_as_json(tmp_path):
+    info = VideoInfo(path=tmp_path / "a.mp4", container="mov,mp4,m4a,3gp,3g2,mj2", codec="h264", width=64, height=48,
+                     num_frames=60, frames_counted=True, fps=NTSC, duration=2.002, rotation=90, pix_fmt="yuv420p",
+                     bit_depth=8, variable_frame_rate=False, has_audio=True, audio_codec="aac")
+    assert json.loads(json.dumps(info.to_dict())) == {
+        "path": str(tmp_path / "a.mp4"), "container": "mov,mp4,m4a,3gp,3g2,mj2", "codec": "h264", "width": 64,
+        "height": 48, "num_frames": 60, "frames_counted": True, "fps": "30000/1001", "fps_float": 30000 / 1001,
+        "duration": 2.002, "rotation": 90, "pix_fmt": "yuv420p", "bit_depth": 8, "variable_frame_rate": False,
+        "has_audio": True, "audio_codec": "aac"}
 
 @pytest.mark.parametrize("value, expected", [
     ("29.97", NTSC), (29.97, NTSC), (23.976, Fraction(24000, 1001)), ("59.94", Fraction(60000, 1001)),
