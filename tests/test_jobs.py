@@ -7,7 +7,6 @@ The model is the tiny random one with `run_task` replaced by a recorder whose ou
 says where it came from: frame t of a window is the window's first frame plus 4·t
 grey levels, so the frames a job writes show which model frame they are."""
 
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
