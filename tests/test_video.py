@@ -25,6 +25,7 @@ from magvit_cli.video import (
     probe,
     read_video,
     tensor_to_frames,
+    window_starts,
     write_video,
 )
 
@@ -189,6 +190,29 @@ def test_frame_folder_input_is_sorted_naturally(tmp_path):
     np.testing.assert_array_equal(np.stack(list(iter_frames(folder, start=3, stop=5))), frames[3:5])
 
 
+def test_frame_folder_info_and_files(tmp_path):
+    frames = moving_frames(3)
+    folder = write_video(tmp_path / "frames/", frames, 24)
+    assert sorted(p.name for p in folder.iterdir()) == ["frame_000000.png", "frame_000001.png", "frame_000002.png"]
+    (folder / ".frame_000003.png").write_bytes((folder / "frame_000000.png").read_bytes())  # hidden: not a frame
+    (folder / "_cover.png").write_bytes((folder / "frame_000001.png").read_bytes())  # "_" sorts before letters
+    info = probe(folder, folder_fps=Fraction(10))
+    assert info.to_dict() == {
+        "path": str(folder), "container": "frames", "codec": "png", "width": 64, "height": 48, "num_frames": 4,
+        "frames_counted": True, "fps": "10/1", "fps_float": 10.0, "duration": 0.4, "rotation": 0,
+        "pix_fmt": "rgb24", "bit_depth": 8, "variable_frame_rate": False, "has_audio": False, "audio_codec": None}
+    decoded, read_info = read_video(folder, folder_fps=Fraction(10))
+    assert read_info == info
+    np.testing.assert_array_equal(decoded, np.concatenate([frames[1:2], frames]))
+
+
+@pytest.mark.parametrize("total, window, overlap, expected", [
+    (16, 16, 4, [(0, 16)]), (17, 16, 4, [(0, 16), (12, 5)]), (28, 16, 4, [(0, 16), (12, 16)]),
+    (29, 16, 4, [(0, 16), (12, 16), (24, 5)]), (5, 16, 4, [(0, 5)]), (8, 2, 0, [(0, 2), (2, 2), (4, 2), (6, 2)]),
+])
+def test_window_starts(total, window, overlap, expected):
+    assert window_starts(total, window, overlap) == expected
+
 def test_jpeg_frame_folder(tmp_path):
     folder = tmp_path / "jpegs"
     folder.mkdir()
@@ -283,6 +307,29 @@ def test_audio_start_keeps_a_cut_aligned(tmp_path, clip_with_audio):
     assert meta["audio_end"] == pytest.approx(30 / NTSC, abs=0.025)  # cut where the video ends
     assert meta["burst_at"] == pytest.approx(1.0 - float(start), abs=0.025)
 
+
+def audio_packets(path: Path) -> list[tuple[float, bytes]]:
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        return [(float(p.pts * stream.time_base), bytes(p)) for p in container.demux(stream) if p.size]
+
+
+@pytest.mark.parametrize("suffix, preroll", [(".mkv", 0), (".mp4", 1)])
+def test_copied_audio_is_the_sources_packets_from_the_cut(tmp_path, clip_with_audio, suffix, preroll):
+    """Stream copy from a cut at packet 10 (AAC, 1,024 samples at 48 kHz) for as long as 30
+    video frames: the source's packets as they are, retimed, with one packet before the
+    cut where an edit list hides it (mp4) and none elsewhere."""
+    frames, info = read_video(clip_with_audio)
+    packet = 1024 / SAMPLE_RATE
+    start, end = 10 * packet, 10 * packet + 30 / float(NTSC)
+    out = write_video(tmp_path / f"cut{suffix}", frames[15:45], info.fps, audio_from=clip_with_audio,
+                      audio_start=start)
+    expected = [(t - start, data) for t, data in audio_packets(clip_with_audio)
+                if start - preroll * packet - 1e-9 <= t < end]
+    written = audio_packets(out)
+    assert [data for _, data in written] == [data for _, data in expected]
+    np.testing.assert_allclose([t for t, _ in written], [t for t, _ in expected], atol=0.001)
+    assert written[preroll][0] == pytest.approx(0, abs=0.001)
 
 def test_audio_dropped_from_a_source_with_undecodable_metadata_is_still_noticed(tmp_path, clip_with_audio):
     """A title that is not UTF-8 (bytes patched into the file) must not hide the source's
