@@ -49,7 +49,7 @@ class Recorder:
 
     def __call__(self, model, task, video, labels=None, options=None, on_step=None, cond_frames=1,
                  composite=True, keep=None, padding=None, generator=None):
-        self.calls.append(dict(task=task, video=video.clone(), labels=labels, options=options,
+        self.calls.append(dict(task=task, video=video.clone(), labels=labels, options=options, composite=composite,
                                cond_frames=cond_frames, generator=generator, keep=keep, padding=padding))
         steps = options.steps if options is not None else DecodeOptions().steps
         for step in range(steps):
@@ -345,6 +345,7 @@ def test_inpainting_asks_the_model_only_where_there_is_a_hole(model, smooth_clip
     frames, result = run_job("inpaint", model, smooth_clip, tmp_path, recorder, progress=progress)
     [call] = recorder.calls  # windows 12-27 and 24-29 hold no hole: no model call for them
     assert call["task"] == "inpainting_dv" and call["options"] is OPTIONS and call["padding"] == "constant"
+    assert call["composite"] is False  # the job pastes the known pixels back itself, at the input's resolution
     assert call["generator"].initial_seed() == 5 and call["video"].shape == (1, 3, 16, 32, 32)
     assert sum(done) == 3 * 3  # every window's steps, run or not
     # The view is 56 px around the holes, 10 px above the frame: model rows 0-5.7 and 31.4-32
@@ -389,7 +390,9 @@ def test_outpainting_places_the_input_on_the_canvas(model, smooth_clip, recorder
                                for frames in ([0, 11], [9, 20], [18, 29])]
     assert result["windows"] == 3 and result["model_calls"] == 2 and sum(done) == 3 * 3
     assert [len(call["video"]) for call in recorder.calls] == [2, 1]
-    assert all(call["task"] == "outpainting_dv" and call["padding"] == "constant" for call in recorder.calls)
+    assert all(call["task"] == "outpainting_dv" and call["padding"] == "constant" and call["composite"] is False
+               and call["options"] is OPTIONS and call["generator"] is recorder.calls[0]["generator"]
+               for call in recorder.calls)
     source = smooth_frames()
     # OPD: frame i sits round(i * 40 / 29) px from the left, its bytes as they are
     for i in (0, 7, 15, 29):
@@ -500,3 +503,9 @@ def test_side_by_side_panels():
     out = editing._side_by_side([tall, tall])
     assert out.shape == (editing.PREVIEW_HEIGHT, 20, 3)
     assert 40 < out.min() and out.max() < 140  # (sampled without the filter: 0 and 255)
+
+
+def test_a_single_frame_is_edited(model, smooth_clip, recorder, tmp_path):
+    job = editing.InpaintJob(model.config, editing.Source(smooth_clip, end=1 / 24), editing.EditOptions(), "box")
+    result = job.run(model, tmp_path / "one", OPTIONS)
+    assert result["frames"] == 1 and len(recorder.calls) == 1 and read_frames(tmp_path / "one").shape == (1, 44, 56, 3)
