@@ -21,6 +21,7 @@ from magvit_cli.video import (
     default_output_path,
     frames_to_tensor,
     iter_frames,
+    iter_timed_frames,
     iter_windows,
     probe,
     read_video,
@@ -173,6 +174,41 @@ def test_odd_sizes_are_padded_with_a_warning(tmp_path):
     assert np.abs(decoded[:, :, 33] - decoded[:, :, 32]).mean() < 6  # the pad repeats the edge
     assert np.abs(decoded[:, 17] - decoded[:, 16]).mean() < 6
 
+
+def test_odd_height_alone_is_padded(tmp_path):
+    with pytest.warns(VideoWarning, match="32x17 padded to 32x18"):
+        out = write_video(tmp_path / "odd.mp4", moving_frames(2, height=17, width=32), 25)
+    assert (probe(out).width, probe(out).height) == (32, 18)
+
+
+def test_frames_that_are_not_rgb_uint8_are_refused(tmp_path):
+    for frame in (np.zeros((8, 8), np.uint8), np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 4), np.uint8)):
+        with pytest.raises(ValueError, match="uint8 \\[H, W, 3\\]"):
+            write_video(tmp_path / "out.mp4", [frame], 25)
+
+
+def test_a_missing_encoder_falls_back(tmp_path, monkeypatch):
+    from magvit_cli import video
+
+    monkeypatch.setattr(video, "_has_encoder", lambda name: name != "libx264")
+    with pytest.warns(VideoWarning, match="no libx264 encoder; writing mpeg4"):
+        out = write_video(tmp_path / "out.mp4", moving_frames(3), 25)
+    assert probe(out).codec == "mpeg4" and probe(out).num_frames == 3
+
+
+def test_timed_frames_of_a_folder(tmp_path):
+    folder = write_video(tmp_path / "frames/", moving_frames(5), 24)
+    times = [t for t, _ in iter_timed_frames(folder, start=2, folder_fps=Fraction(10))]
+    assert times == [0.2, 0.3, 0.4]
+    assert list(iter_timed_frames(folder, start=2, stop=2)) == []
+    for start, stop in ((-1, None), (3, 2)):
+        with pytest.raises(UsageError, match="invalid frame range"):
+            iter_timed_frames(folder, start, stop)
+
+
+@pytest.mark.parametrize("value", ["1/100", 1000, "1000"])
+def test_as_fps_accepts_its_bounds(value):
+    assert as_fps(value) == Fraction(value)
 
 def test_frame_folder_input_is_sorted_naturally(tmp_path):
     folder = tmp_path / "shots"
@@ -347,6 +383,9 @@ def test_audio_dropped_from_a_source_with_undecodable_metadata_is_still_noticed(
     titled.write_bytes(data.replace(b"TITLE-PLACEHOLDER", b"\xff\xfe\xfa" + b"x" * 14))
     with pytest.raises(UnicodeDecodeError):  # what PyAV does with it by default
         av.open(str(titled)).close()
+    assert probe(titled).has_audio  # read with the bad bytes replaced
+    copied = write_video(tmp_path / "copied.mp4", moving_frames(30), 25, audio_from=titled)
+    assert reopen(copied)["audio"] == ["aac"]
     with pytest.warns(VideoWarning, match="cannot hold audio"):
         write_video(tmp_path / "out/", moving_frames(2), 25, audio_from=titled)
     folder = write_video(tmp_path / "frames/", moving_frames(2), 25)
@@ -648,6 +687,9 @@ def test_bad_inputs_are_input_errors(tmp_path, clip_with_audio):
     (tmp_path / "empty.mp4").write_bytes(b"")
     with pytest.raises(InputError, match="empty"):
         probe(tmp_path / "empty.mp4")
+    (tmp_path / "one.mp4").write_bytes(b"x")
+    with pytest.raises(InputError, match="not a readable video"):
+        probe(tmp_path / "one.mp4")
     (tmp_path / "notes.mp4").write_text("just some text\n" * 50)
     with pytest.raises(InputError, match="not a readable video"):
         probe(tmp_path / "notes.mp4")
