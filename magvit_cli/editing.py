@@ -105,7 +105,7 @@ class Source:
                                     num_frames=T, frames_counted=True, fps=rate, duration=float(T / rate),
                                     rotation=0, pix_fmt="rgb", bit_depth=8, variable_frame_rate=False,
                                     has_audio=False, audio_codec=None)
-        source.video = video.detach().float().cpu().clamp(0, 1)
+        source.video = video.detach().float().cpu()  # frames() clips to [0, 1]
         source._cut(T, start, end)
         return source
 
@@ -297,7 +297,7 @@ def _side_by_side(panels: list[np.ndarray]) -> np.ndarray:
             panel = np.repeat(panel[:, :, None], 3, axis=2)
         t = torch.from_numpy(np.ascontiguousarray(panel)).permute(2, 0, 1)[None].float()
         t = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
-        out.append(t[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy())
+        out.append(t[0].round().byte().permute(1, 2, 0).numpy())  # a convex blend: stays in [0, 255]
     return np.concatenate(out, axis=1)
 
 
@@ -307,7 +307,7 @@ def _to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def _mask_panel(alpha: torch.Tensor) -> np.ndarray:
-    return alpha.clamp(0, 1).mul(255).round().byte().numpy()
+    return alpha.mul(255).round().byte().numpy()  # alpha is in [0, 1]
 
 
 def _time_matrix(n_out: int, n_in: int) -> torch.Tensor:
@@ -825,7 +825,7 @@ class OutpaintJob(ClipJob):
         region = (0, 0, self.canvas[1], self.canvas[0])
         image = geo.from_model(window.view, region, self.model_frame(window, i))
         distance = geo.box_distance(region, self.source_box(window.start + i))
-        return Layer(region, image, (distance / self.band).clamp(0, 1), weight)
+        return Layer(region, image, (distance / self.band).clamp(max=1), weight)
 
     def base(self, index: int, frame: np.ndarray) -> np.ndarray:
         """The input on the canvas, its edges repeated into the margins (what the feathered

@@ -7,6 +7,7 @@ The model is the tiny random one with `run_task` replaced by a recorder whose ou
 says where it came from: frame t of a window is the window's first frame plus 4·t
 grey levels, so the frames a job writes show which model frame they are."""
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -330,7 +331,13 @@ def outpaint_job(config, clip):
                                "dynamic", "20")
 
 
-JOBS = {"inpaint": inpaint_job, "outpaint": outpaint_job}
+def central_inpaint_job(config, clip):
+    """The paper's central box, away from every edge of the frame, so that the whole
+    feathered band is pasted (none of it falls off the frame)."""
+    return editing.InpaintJob(config, editing.Source(clip), editing.EditOptions(), "box")
+
+
+JOBS = {"inpaint": inpaint_job, "outpaint": outpaint_job, "central_inpaint": central_inpaint_job}
 
 
 def run_job(name, model, clip, folder, recorder, options=OPTIONS, progress=None) -> tuple[np.ndarray, dict]:
@@ -509,3 +516,72 @@ def test_a_single_frame_is_edited(model, smooth_clip, recorder, tmp_path):
     job = editing.InpaintJob(model.config, editing.Source(smooth_clip, end=1 / 24), editing.EditOptions(), "box")
     result = job.run(model, tmp_path / "one", OPTIONS)
     assert result["frames"] == 1 and len(recorder.calls) == 1 and read_frames(tmp_path / "one").shape == (1, 44, 56, 3)
+
+
+def test_constant_rate_resampling_like_ffmpegs_fps_filter():
+    # 4 fps: output frame k shows the last input frame due by (k + 1/2) / 4 s; a frame exactly
+    # at that time is not yet due (b at 0.125 s replaces a for frame 0), and the last frame
+    # holds to the end, never past `total`
+    timed = [(0.0, "a"), (0.125, "b"), (0.5, "c")]
+    assert list(editing._constant_rate(iter(timed), Fraction(4), 4)) == ["b", "b", "c", "c"]
+    many = [(i / 4, i) for i in range(10)]
+    assert list(editing._constant_rate(iter(many), Fraction(4), 5)) == [0, 1, 2, 3, 4]
+
+
+def test_tensor_sources_of_one_frame_or_one_pixel():
+    assert editing.Source.from_tensor(torch.rand(3, 1, 1, 1), 25).num_frames == 1
+
+
+def test_plans_that_depend_on_the_window_and_the_batch(model, smooth_clip, clip):
+    keyframed = inpaint_job(model.config, smooth_clip)  # a hole in the first window only
+    assert keyframed.plan()["generated_cells_first_window"] == 35 + 96
+    # 85 / 32 = 2.65625 source px per model px: cells of 10.625 px, reported to 2 decimals
+    wide = editing.OutpaintJob(model.config, editing.Source(clip), editing.EditOptions(), "right", "29")
+    assert wide.plan()["cell_source_px"] == {"frames": 4, "height": 10.62, "width": 10.62}
+    pairs = editing.InterpolateJob(model.config, editing.Source(clip), editing.EditOptions(), factor=2).plan()
+    assert pairs["model_calls"] == pairs["windows"] == 29  # no --batch: one pair per call
+
+
+def test_outpainting_needs_a_token_cell_of_the_input(model, clip):
+    # 200 % on every side: the input is a fifth of the canvas, 6.4 model px, no whole 4 px cell
+    with pytest.raises(UsageError, match="less than one token cell"):
+        editing.OutpaintJob(model.config, editing.Source(clip), editing.EditOptions(), "all", "200%")
+    editing.OutpaintJob(model.config, editing.Source(clip), editing.EditOptions(), "all", "100%")
+
+
+def test_dynamic_outpainting_input_panel_follows_the_input(model, clip):
+    frame = np.full((44, 56, 3), 200, np.uint8)
+    job = editing.OutpaintJob(model.config, editing.Source(clip), editing.EditOptions(), "dynamic")
+    panel = job.input_panel(29, frame)  # the last frame sits at the right edge of the 112 px canvas
+    assert (panel[:, 56:] == 200).all() and (panel[:, :56] == 32).all()
+
+
+@pytest.mark.parametrize("kwargs", [dict(cond_frames=16), dict(cond_frames=0), dict(frames=0),
+                                    dict(frames=editing.MAX_NEW_FRAMES + 1)])
+def test_prediction_refuses(model, clip, kwargs):
+    with pytest.raises(UsageError):
+        editing.PredictJob(model.config, editing.Source(clip), editing.EditOptions(), **kwargs)
+
+
+def test_prediction_bounds_are_accepted(model, clip, recorder, tmp_path):
+    source = editing.Source(clip, end=3 / 24)  # exactly --cond-frames frames
+    job = editing.PredictJob(model.config, source, editing.EditOptions(), frames=1, cond_frames=3)
+    assert job.run(model, tmp_path / "one", OPTIONS)["frames"] == 4
+    assert editing.PredictJob(model.config, editing.Source(clip), editing.EditOptions(), frames=editing.MAX_NEW_FRAMES,
+                              cond_frames=15).model_windows == editing.MAX_NEW_FRAMES
+
+
+@pytest.mark.parametrize("frames, calls", [(14, 1), (15, 2), (28, 2)])
+def test_prediction_runs_as_many_windows_as_the_new_frames_need(model, clip, recorder, tmp_path, frames, calls):
+    job = editing.PredictJob(model.config, editing.Source(clip), editing.EditOptions(), frames=frames, cond_frames=2)
+    result = job.run(model, tmp_path / "out", OPTIONS)
+    assert (len(recorder.calls), result["model_calls"], result["frames"]) == (calls, calls, 30 + frames)
+
+
+def test_interpolation_keeps_an_input_frame_that_rounds_onto_the_next_one(model):
+    # 30 -> 31 fps: output frame 1 is at 30/31 = 0.968 input frames, model frame 14.5 of pair 0,
+    # which rounds to 15: the next input frame itself, so pair 0 needs no model window
+    source = editing.Source.from_tensor(torch.rand(3, 4, 8, 8), 30)
+    job = editing.InterpolateJob(model.config, source, editing.EditOptions(), fps="31")
+    assert job.pair_outputs(0) == [("input", 0), ("input", 1)]
+    assert job.pair_outputs(1) == [("model", 14)] and job.model_windows == 2
