@@ -417,18 +417,17 @@ def iter_windows(path: str | Path, length: int, overlap: int = 0) -> Iterator[tu
     """
     if length < 1 or not 0 <= overlap < length:
         raise UsageError(f"invalid window: length {length}, overlap {overlap}", "overlap must be smaller than length")
-    return _iter_windows(iter_frames(path), path, length, overlap)
+    return _iter_windows(iter_frames(path), length, overlap)
 
 
-def _iter_windows(frames: Iterator[np.ndarray], path, length: int, overlap: int) -> Iterator[tuple[int, np.ndarray]]:
+def _iter_windows(frames: Iterator[np.ndarray], length: int, overlap: int) -> Iterator[tuple[int, np.ndarray]]:
+    # Every frame has the first one's size: iter_frames refuses a size change mid-stream.
     window: np.ndarray | None = None
     filled = 0
     start = 0
     for frame in frames:
         if window is None:
             window = np.empty((length, *frame.shape), np.uint8)
-        elif frame.shape != window.shape[1:]:
-            raise InputError(f"{path}: frame size changes mid-stream", "re-encode it to a fixed size")
         window[filled] = frame
         filled += 1
         if filled == length:

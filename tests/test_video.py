@@ -287,6 +287,8 @@ def test_frame_folder_with_mixed_sizes_is_an_input_error(tmp_path):
     (tmp_path / "b" / "frame_000000.png").rename(tmp_path / "a" / "frame_000002.png")
     with pytest.raises(InputError, match="same size"):
         list(iter_frames(tmp_path / "a"))
+    with pytest.raises(InputError, match="same size"):
+        list(iter_windows(tmp_path / "a", 2))
 
 
 # ----------------------------------------------------------------------------- audio and timing
@@ -350,11 +352,11 @@ def audio_packets(path: Path) -> list[tuple[float, bytes]]:
         return [(float(p.pts * stream.time_base), bytes(p)) for p in container.demux(stream) if p.size]
 
 
-@pytest.mark.parametrize("suffix, preroll", [(".mkv", 0), (".mp4", 1)])
+@pytest.mark.parametrize("suffix, preroll", [(".mkv", 0), (".mp4", 1), (".mov", 1)])
 def test_copied_audio_is_the_sources_packets_from_the_cut(tmp_path, clip_with_audio, suffix, preroll):
     """Stream copy from a cut at packet 10 (AAC, 1,024 samples at 48 kHz) for as long as 30
     video frames: the source's packets as they are, retimed, with one packet before the
-    cut where an edit list hides it (mp4) and none elsewhere."""
+    cut where an edit list hides it (mp4, mov) and none elsewhere."""
     frames, info = read_video(clip_with_audio)
     packet = 1024 / SAMPLE_RATE
     start, end = 10 * packet, 10 * packet + 30 / float(NTSC)
@@ -534,6 +536,15 @@ def test_write_failures_become_output_errors_that_say_why(tmp_path, monkeypatch,
         write_video(tmp_path / "out.mp4", moving_frames(3), 25)
     assert (raised.value.hint is None) == (hint is None)
     assert hint is None or hint in raised.value.hint
+    assert listing(tmp_path) == set()
+
+def test_an_error_without_errno_while_finishing_is_an_output_error(tmp_path, monkeypatch):
+    def fail(self):
+        raise ValueError("muxer refused the trailer")
+
+    monkeypatch.setattr(VideoWriter, "_finish", fail)
+    with pytest.raises(OutputError, match="out.mp4 failed: muxer refused the trailer$"):
+        write_video(tmp_path / "out.mp4", moving_frames(2), 25)
     assert listing(tmp_path) == set()
 
 def test_refuses_to_overwrite_the_input(tmp_path, clip_with_audio):
