@@ -406,6 +406,44 @@ def test_audio_the_container_refuses_is_reencoded(tmp_path, target, audio_codec)
     assert meta["frames"] == 50 and meta["video_start"] == 0.0
 
 
+def clip_with_silence(path: Path, codec: str, rate: int, layout: str) -> Path:
+    """One second of video and of silent audio in `codec` at `rate` Hz with `layout`."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream(codec, rate=rate)
+        audio.layout = layout
+        for i, rgb in enumerate(moving_frames(25)):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        sample_format = audio.codec_context.format
+        channels = len(av.AudioLayout(layout).channels)
+        shape = (channels, 1024) if sample_format.is_planar else (1, 1024 * channels)
+        for start in range(0, rate, 1024):
+            samples = np.zeros(shape, np.float32 if sample_format.name.startswith("flt") else np.int16)
+            frame = av.AudioFrame.from_ndarray(samples, format=sample_format.name, layout=layout)
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            container.mux(audio.encode(frame))
+        container.mux(audio.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("codec, layout, target, expected", [
+    ("flac", "mono", "out.mov", ("aac", 44100, 1)),  # mov refuses FLAC: AAC at the source's rate and layout
+    ("flac", "mono", "out.webm", ("opus", 48000, 1)),  # Opus runs at 48 kHz
+    ("aac", "5.1", "out.webm", ("opus", 48000, 2)),  # more than two channels are mixed down to stereo
+])
+def test_reencoded_audio_keeps_rate_and_channels_where_it_can(tmp_path, codec, layout, target, expected):
+    source = clip_with_silence(tmp_path / "source.mkv", codec, 44100, layout)
+    frames, info = read_video(source)
+    out = write_video(tmp_path / target, frames, info.fps, audio_from=source)
+    with av.open(str(out)) as container:
+        audio = container.streams.audio[0]
+        assert (audio.codec_context.name, audio.sample_rate, audio.channels) == expected
+    assert reopen(out)["audio_end"] == pytest.approx(1.0, abs=0.025)
+
 @pytest.mark.parametrize("target", ["out.gif", "outframes/"])
 def test_audio_is_dropped_with_a_warning_where_it_cannot_go(tmp_path, clip_with_audio, target):
     frames = moving_frames(5)
