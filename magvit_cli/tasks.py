@@ -264,7 +264,8 @@ def nearest_fill(video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         nearest = sides.argmin(0)
         sy = torch.stack([torch.full_like(y, top - 1), torch.full_like(y, bottom + 1), y, y]).gather(0, nearest[None])[0]
         sx = torch.stack([x, x, torch.full_like(x, left - 1), torch.full_like(x, right + 1)]).gather(0, nearest[None])[0]
-        out[:, :, f, top:bottom + 1, left:right + 1] = video[:, :, f, sy.clamp(0, height - 1), sx.clamp(0, width - 1)]
+        # A side on the frame's border is never nearest (some side of a hole that is not the whole frame is not on it).
+        out[:, :, f, top:bottom + 1, left:right + 1] = video[:, :, f, sy, sx]
     return out
 
 

@@ -1,3 +1,4 @@
+import math
 from collections import Counter
 
 import numpy as np
@@ -289,3 +290,63 @@ def test_mask_tokens_needs_both_condition_inputs_and_takes_a_mask_per_sample():
     assert (masked.inputs[0, TINY.num_prefix:][first] == 0).all()  # condition tokens where known
     assert (masked.inputs[0, TINY.num_prefix:][~first] == TINY.mask_token).all()
     assert (masked.inputs[1, TINY.num_prefix:] == TINY.mask_token).all()
+
+
+def test_moving_strips_and_bands_at_odd_sizes():
+    """Integer halves and quarters (official cond_utils uses // throughout)."""
+    assert tasks.moving_starts(1, 8).tolist() == [0] and tasks.moving_starts(1, 8).dtype == torch.long
+    assert tasks.moving_starts(2, 8).tolist() == [0, 4]
+    assert tasks.moving_starts(3, 7).tolist() == [0, 2, 3]  # width // 2 = 3: 0, 1.5 -> 2, 3
+    assert tasks._band(6).tolist() == [False, True, True, True, False, False]  # [6 // 4, 18 // 4) = [1, 4)
+    assert tasks._moving(2, 7).int().tolist() == [[1, 1, 1, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1, 0]]
+
+
+def test_interpolate_padding_by_hand():
+    """Frames 1, 4 and 5 of 8 known: frame 0 repeats frame 1, frames 2 and 3 blend frames 1
+    and 4 by 1/3 and 2/3, frames 6 and 7 repeat frame 5."""
+    values = torch.tensor([0.0, 3.0, 0.0, 0.0, 6.0, 9.0, 0.0, 0.0])
+    video = values.view(1, 1, 8, 1, 1).expand(1, 3, 8, 2, 2).contiguous()
+    keep = torch.zeros(1, 1, 8, 1, 1, dtype=torch.bool)
+    keep[:, :, [1, 4, 5]] = True
+    padded = tasks.pad_video(video, keep, "interpolate")
+    assert torch.allclose(padded[0, 0, :, 0, 0], torch.tensor([3.0, 3.0, 4.0, 5.0, 6.0, 9.0, 9.0, 9.0]))
+
+
+def test_edge_replicate_fill_at_the_frame_border_and_frame_by_frame():
+    """Holes touching a border take their nearest side among the sides that are not on it;
+    known pixels only in the bottom-right corner are a box (edge padding); each frame has its
+    own mask, and frames with every or no pixel known stay as they are."""
+    from magvit_cli.tasks import nearest_fill
+
+    height, width = 8, 9
+    frame = (10 * torch.arange(height)[:, None] + torch.arange(width)[None, :]).float()
+    video = frame.view(1, 1, 1, height, width).repeat(1, 1, 6, 1, 1)
+    keep = torch.ones(1, 1, 6, height, width, dtype=torch.bool)
+    holes = {1: (5, 8, 2, 5), 3: (2, 5, 1, 9), 5: (0, 8, 3, 6)}  # rows, cols: bottom, right, top-to-bottom
+    for f, (r0, r1, c0, c1) in holes.items():
+        keep[0, 0, f, r0:r1, c0:c1] = False
+    keep[0, 0, 2] = False
+    keep[0, 0, 2, 6:, 7:] = True  # only the bottom-right corner known
+    keep[0, 0, 4] = False  # nothing known (frame 0: everything)
+    out = nearest_fill(video, keep)[0, 0]
+
+    def by_hand(r0, r1, c0, c1):
+        expected = frame.clone()
+        for y in range(r0, r1):
+            for x in range(c0, c1):
+                sides = [(y - r0, (r0 - 1, x)) if r0 > 0 else None, (r1 - 1 - y, (r1, x)) if r1 < height else None,
+                         (x - c0, (y, c0 - 1)) if c0 > 0 else None, (c1 - 1 - x, (y, c1)) if c1 < width else None]
+                distance, (sy, sx) = min((s for s in sides if s), key=lambda s: s[0])  # first of equals wins
+                expected[y, x] = frame[sy, sx]
+        return expected
+
+    for f, hole in holes.items():
+        assert torch.equal(out[f], by_hand(*hole)), f
+    assert torch.equal(out[2], frame[torch.arange(height).clamp(6, 7)][:, torch.arange(width).clamp(7, 8)])
+    assert torch.equal(out[0], frame) and torch.equal(out[4], frame)
+
+
+def test_sample_mask_ratio_is_the_cosine_of_a_uniform_draw():
+    u = float(torch.rand((), generator=torch.Generator().manual_seed(3)))
+    assert tasks.sample_mask_ratio(torch.Generator().manual_seed(3)) == pytest.approx(math.cos(math.pi / 2 * u))
+    assert 0 < tasks.sample_mask_ratio() <= 1  # without a generator: the global one, on the CPU
