@@ -353,3 +353,12 @@ def test_conv3d_takes_the_onednn_path_only_for_float32_cpu_inference(monkeypatch
     with torch.no_grad():
         reflect(x)
     assert not calls  # only zero padding has the fast path
+
+
+def test_latent_shape_rounds_odd_sizes_up():
+    """'SAME' pooling keeps a partial window: 5 x 9 x 7 -> 3 x 5 x 4 after one full halving, and
+    the sizes stay integers."""
+    config = small_config(channel_multipliers=(1, 2), temporal_downsample=(True,))
+    shape = VQTokenizer.latent_shape_for(config, 5, 9, 7)
+    assert shape == (3, 5, 4) and all(type(n) is int for n in shape)
+    assert VQTokenizer.latent_shape_for(small_config(temporal_downsample=(False,)), 5, 9, 7) == (5, 5, 4)
