@@ -267,3 +267,12 @@ def test_a_bad_box_or_time_is_refused_quoting_the_mask(spec):
     with pytest.raises(UsageError) as raised:
         parse_mask(spec, (48, 64), 30, Fraction(25))
     assert spec in str(raised.value)
+
+
+def test_dynamic_box_on_an_odd_width():
+    """IPD on 63 px: a hole 63 // 2 = 31 px wide, rows [12, 36), from columns 0-30 to 31-61."""
+    mask = parse_mask("dynamic-box", (48, 63), 10, Fraction(25))
+    for frame, (first, last) in ((0, (0, 30)), (9, (31, 61))):
+        hole = mask.at(frame)
+        columns, rows = hole.any(0).nonzero()[:, 0], hole.any(1).nonzero()[:, 0]
+        assert (columns[0], columns[-1], rows[0], rows[-1]) == (first, last, 12, 35)
