@@ -157,3 +157,15 @@ def test_training_attention_with_dropout_computes_the_same_attention():
     assert torch.allclose(y[..., :8], y[..., 8:])  # and for both heads (uniform attention here)
     kept = y[0, :, 0] * (1 - 0.5) * 10  # uniform attention over 10 keys: keys kept per query
     assert torch.allclose(kept, kept.round(), atol=1e-4) and 0.3 < kept.sum() / 100 < 0.7
+
+
+def test_layer_norms_use_the_official_bert_epsilon():
+    """1e-12 (the official TF_LAYERNORM_EPSILON), not PyTorch's 1e-5: an input whose features
+    vary by 1e-3 comes out of each post-LN with unit variance, not shrunk by eps."""
+    from magvit_cli.transformer import Layer
+
+    layer = Layer(TINY).eval()
+    x = 1e-3 * torch.randn(1, 4, TINY.hidden_size, generator=torch.Generator().manual_seed(0))
+    for norm in (layer.attention_ln, layer.mlp_ln):
+        out = norm(x)
+        assert torch.allclose(out.var(-1, unbiased=False), torch.ones(4), atol=1e-4)
