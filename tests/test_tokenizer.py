@@ -362,3 +362,27 @@ def test_latent_shape_rounds_odd_sizes_up():
     shape = VQTokenizer.latent_shape_for(config, 5, 9, 7)
     assert shape == (3, 5, 4) and all(type(n) is int for n in shape)
     assert VQTokenizer.latent_shape_for(small_config(temporal_downsample=(False,)), 5, 9, 7) == (5, 5, 4)
+
+
+def test_group_norms_use_flax_epsilon():
+    """1e-6 (Flax's GroupNorm default), not PyTorch's 1e-5: a group of variance v comes out
+    with variance v / (v + 1e-6), about 0.9 here (1e-5 would give 0.47)."""
+    from magvit_cli.tokenizer import _norm
+
+    norm = _norm(64)
+    x = 3e-3 * torch.randn(2, 64, 2, 3, 3, generator=torch.Generator().manual_seed(0))
+    v = x.reshape(2, norm.num_groups, -1).var(-1, unbiased=False)
+    out = norm(x).reshape(2, norm.num_groups, -1).var(-1, unbiased=False)
+    torch.testing.assert_close(out, v / (v + 1e-6), rtol=1e-3, atol=0)
+
+
+def test_codebook_starts_uniform_in_plus_minus_sqrt_3_over_k():
+    """The official initialiser (variance_scaling 1.0, fan_in = K, uniform): U(-sqrt(3/K), sqrt(3/K))."""
+    from magvit_cli.tokenizer import VectorQuantizer
+
+    torch.manual_seed(0)
+    codebook = VectorQuantizer(1024, 64).codebook.detach()
+    bound = math.sqrt(3 / 1024)
+    assert codebook.abs().max() <= bound
+    assert codebook.min() < -0.99 * bound and codebook.max() > 0.99 * bound
+    assert abs(codebook.mean()) < 0.01 * bound
