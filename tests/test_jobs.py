@@ -17,7 +17,7 @@ import torch
 import magvit_cli
 from magvit_cli import editing, video as vio
 from magvit_cli.decoding import DecodeOptions
-from magvit_cli.errors import UsageError
+from magvit_cli.errors import OutOfMemoryError, UsageError
 from magvit_cli.model import Magvit
 
 OPTIONS = DecodeOptions(seed=5, steps=3)
@@ -337,7 +337,21 @@ def central_inpaint_job(config, clip):
     return editing.InpaintJob(config, editing.Source(clip), editing.EditOptions(), "box")
 
 
-JOBS = {"inpaint": inpaint_job, "outpaint": outpaint_job, "central_inpaint": central_inpaint_job}
+def moving_inpaint_job(config, clip):
+    """A box moving across the whole clip: overlapping windows paste different regions, which
+    cross-fade."""
+    return editing.InpaintJob(config, editing.Source(clip), editing.EditOptions(batch=3),
+                              "6,6,14,12@0;36,24,14,12@29")
+
+
+def raw_inpaint_job(config, clip):
+    """The model's own frames at its size: each frame from the window that weighs most."""
+    return editing.InpaintJob(config, editing.Source(clip), editing.EditOptions(composite=False, window=12, overlap=6),
+                              "box")
+
+
+JOBS = {"inpaint": inpaint_job, "outpaint": outpaint_job, "central_inpaint": central_inpaint_job,
+        "moving_inpaint": moving_inpaint_job, "raw_inpaint": raw_inpaint_job}
 
 
 def run_job(name, model, clip, folder, recorder, options=OPTIONS, progress=None) -> tuple[np.ndarray, dict]:
@@ -585,3 +599,63 @@ def test_interpolation_keeps_an_input_frame_that_rounds_onto_the_next_one(model)
     job = editing.InterpolateJob(model.config, source, editing.EditOptions(), fps="31")
     assert job.pair_outputs(0) == [("input", 0), ("input", 1)]
     assert job.pair_outputs(1) == [("model", 14)] and job.model_windows == 2
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (dict(window=2), (2, 1)), (dict(window=128), (128, 4)), (dict(window=6), (6, 3)), (dict(window=7), (7, 3)),
+    (dict(window=16, overlap=0), (16, 0)), (dict(window=16, overlap=8), (16, 8)),
+])
+def test_clip_job_windows_and_overlaps(model, clip, edit, expected):
+    # default overlap: one latent frame (4 frames), at most half the window
+    job = editing.InpaintJob(model.config, editing.Source(clip), editing.EditOptions(**edit))
+    assert (job.window, job.overlap) == expected and type(job.overlap) is int
+
+
+@pytest.mark.parametrize("edit", [dict(window=1), dict(window=129), dict(window=16, overlap=9),
+                                  dict(window=16, overlap=-1)])
+def test_clip_job_refuses_windows_and_overlaps(model, clip, edit):
+    with pytest.raises(UsageError):
+        editing.InpaintJob(model.config, editing.Source(clip), editing.EditOptions(**edit))
+
+
+def test_out_of_memory_halves_the_batch_once(model, smooth_clip, monkeypatch):
+    calls = []
+
+    def tight(self, task, video, **kwargs):  # fits 2 windows at a time
+        calls.append(len(video))
+        if len(video) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return video
+
+    monkeypatch.setattr(Magvit, "run_task", tight)
+    job = editing.InpaintJob(model.config, editing.Source(smooth_clip), editing.EditOptions(batch=4, window=8,
+                                                                                            overlap=2), "box")
+    result = job.run(model, None, OPTIONS)
+    assert calls == [4, 2, 2, 1] and result["model_calls"] == 4  # 5 windows: 4 fail, then 2 + 2, then the last
+    assert result["notes"] == ["out of memory with 4 windows per call: retried with 2"]
+    calls.clear()
+    monkeypatch.setattr(Magvit, "run_task", lambda self, task, video, **kwargs: calls.append(len(video)) or (
+        _ for _ in ()).throw(torch.OutOfMemoryError("oom")))
+    with pytest.raises(OutOfMemoryError, match="out of memory on cpu with 1 window"):
+        editing.InpaintJob(model.config, editing.Source(smooth_clip), editing.EditOptions(batch=1), "box").run(
+            model, None, OPTIONS)
+    assert calls == [1]  # one window per call fails at once: nothing to halve
+
+
+def test_out_of_memory_after_the_retry_fails_cleanly(model, smooth_clip, monkeypatch):
+    """Halving happens once: when a later call at the halved batch runs out of memory too,
+    the run stops with one clear error instead of halving again."""
+    calls = []
+
+    def shrinking(self, task, video, **kwargs):
+        calls.append(len(video))
+        if len(video) > (2 if len(calls) <= 3 else 1):
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return video
+
+    monkeypatch.setattr(Magvit, "run_task", shrinking)
+    job = editing.InpaintJob(model.config, editing.Source(smooth_clip), editing.EditOptions(batch=4, window=4,
+                                                                                            overlap=2), "box")
+    with pytest.raises(OutOfMemoryError, match="with 2 window"):
+        job.run(model, None, OPTIONS)
+    assert calls == [4, 2, 2, 2]
