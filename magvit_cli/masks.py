@@ -65,7 +65,7 @@ class Keyframe:
 class BoxMask(Mask):
     """Boxes on a timeline: keyframes hold their box, boxes move linearly between keyframes."""
 
-    def __init__(self, kind: str, spec: str, keyframes: list[Keyframe], size: tuple[int, int], dilate: int = 0):
+    def __init__(self, kind: str, spec: str, keyframes: list[Keyframe], size: tuple[int, int], dilate: int):
         self.kind, self.spec, self.keyframes, self.size, self.dilate = kind, spec, keyframes, size, dilate
         self.static = len(keyframes) == 1 and keyframes[0].first == 0 and keyframes[0].last == math.inf
         self.notes = []

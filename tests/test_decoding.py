@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -370,3 +371,25 @@ def test_native_bf16_is_avx512_bf16_or_amx(monkeypatch, flags, native):
         else:
             monkeypatch.delattr(torch.cpu, name, raising=False)
     assert _cpu_has_native_bf16() is native
+
+
+def test_decode_runs_the_model_in_the_precision_asked_for(model):
+    """The dtype option reaches the model: float32 runs without autocast, bfloat16 under it."""
+    seen = []
+    forward = model.forward
+    model.forward = lambda tokens: (seen.append(torch.is_autocast_enabled("cpu")), forward(tokens))[1]
+    cond_mask = torch.zeros(1, N, dtype=torch.bool)
+    run(model, cond_mask, steps=2, dtype="float32")
+    run(model, cond_mask, steps=2, dtype="bfloat16")
+    assert seen == [False, False, True, True]
+
+
+def test_float32_autocast_is_switched_off_rather_than_refused():
+    """Asking for float32 disables autocast outright; an enabled float32 autocast would make
+    PyTorch warn that the dtype is unsupported on every call."""
+    from magvit_cli import decoding
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with decoding.autocast("cpu", "float32"):
+            assert not torch.is_autocast_enabled("cpu")

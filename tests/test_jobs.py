@@ -290,6 +290,27 @@ def test_a_tensor_source_reads_like_a_file(clip):
             editing.Source.from_tensor(bad, 25)
 
 
+@pytest.mark.parametrize("start, end, first, frames", [
+    (0.0, None, 0, 25),  # a start of 0 is allowed
+    (0.96, None, 24, 1),  # the last frame alone
+    (0.4, 0.41, 10, 1),  # an end within half a frame of the start still keeps one frame
+    (None, 0.5, 0, 12),  # round(0.5 * 25) = 12, half to even
+])
+def test_a_segment_of_a_source(start, end, first, frames):
+    source = editing.Source.from_tensor(torch.rand(3, 25, 2, 2), 25, start=start, end=end)
+    assert (source.first, source.num_frames) == (first, frames) and len(list(source.frames())) == frames
+
+
+@pytest.mark.parametrize("start, end, message", [
+    (-0.5, None, "--start"), (float("inf"), None, "--start"), (float("nan"), None, "--start"),
+    (1.0, None, "past the end"),  # 1 s into a 1 s clip: no frame left
+    (0.4, 0.4, "--end"), (0.4, 0.2, "--end"), (None, 0.0, "--end"), (None, float("inf"), "--end"),
+])
+def test_a_segment_outside_the_source_is_refused(start, end, message):
+    with pytest.raises(UsageError, match=message):
+        editing.Source.from_tensor(torch.rand(3, 25, 2, 2), 25, start=start, end=end)
+
+
 def test_a_file_source_describes_itself(clip):
     assert editing.Source(clip, start=0.5, end=1).describe() == source_description(clip, frames=12, first=12)
 
@@ -642,7 +663,7 @@ def test_out_of_memory_halves_the_batch_once(model, smooth_clip, monkeypatch):
     assert calls == [1]  # one window per call fails at once: nothing to halve
 
 
-def test_out_of_memory_after_the_retry_fails_cleanly(model, smooth_clip, monkeypatch):
+def test_out_of_memory_after_the_retry_fails_cleanly(model, smooth_clip, monkeypatch, tmp_path):
     """Halving happens once: when a later call at the halved batch runs out of memory too,
     the run stops with one clear error instead of halving again."""
     calls = []
@@ -655,7 +676,28 @@ def test_out_of_memory_after_the_retry_fails_cleanly(model, smooth_clip, monkeyp
 
     monkeypatch.setattr(Magvit, "run_task", shrinking)
     job = editing.InpaintJob(model.config, editing.Source(smooth_clip), editing.EditOptions(batch=4, window=4,
-                                                                                            overlap=2), "box")
+                                                                                            overlap=2, preview=True), "box")
     with pytest.raises(OutOfMemoryError, match="with 2 window"):
-        job.run(model, None, OPTIONS)
+        job.run(model, tmp_path / "out.mp4", OPTIONS)
     assert calls == [4, 2, 2, 2]
+    assert list(tmp_path.iterdir()) == []  # frames were written before the failure; neither file is kept
+
+
+def test_video_warnings_become_notes_once_and_other_warnings_do_not(model, recorder, tmp_path, monkeypatch):
+    """An odd-sized output is padded with a VideoWarning; a VideoWarning raised twice is one
+    note; a warning of another kind is not a note."""
+    import warnings
+
+    def noisy(self, *args, **kwargs):
+        for message in ("twice", "twice"):
+            warnings.warn(message, vio.VideoWarning)
+        warnings.warn("not about the video", UserWarning)
+        return recorder(self, *args, **kwargs)
+
+    monkeypatch.setattr(Magvit, "run_task", noisy)
+    source = editing.Source.from_tensor(torch.rand(3, 6, 45, 57), 24)
+    with warnings.catch_warnings(record=True):
+        result = editing.InpaintJob(model.config, source, editing.EditOptions(), "box").run(
+            model, tmp_path / "odd.mp4", OPTIONS)
+    assert result["notes"][0] == "twice" and len(result["notes"]) == 2
+    assert "padded" in result["notes"][1] and "not about the video" not in result["notes"]

@@ -262,7 +262,7 @@ def test_frame_masks_describe_themselves_and_refuse_frames_past_their_end(tmp_pa
         mask.at(4)
 
 
-@pytest.mark.parametrize("spec", ["10X,10,5,5", "10,10,5,5@3-x", "10,10,5,5@y-9"])
+@pytest.mark.parametrize("spec", ["10X,10,5,5", "10X,10,5,5@3-4", "10,10,5,5@3-x", "10,10,5,5@y-9"])
 def test_a_bad_box_or_time_is_refused_quoting_the_mask(spec):
     with pytest.raises(UsageError) as raised:
         parse_mask(spec, (48, 64), 30, Fraction(25))

@@ -161,8 +161,63 @@ def test_frame_counts_are_validated():
         condition("frame_interpolation", video, TINY_LATENT, cond_frames=8)
     with pytest.raises(UsageError):
         condition("frame_interpolation", video, TINY_LATENT, cond_latent_frames=2)
+    with pytest.raises(UsageError, match=r"cond_frames must be in \[1, 15\]"):
+        condition("frame_prediction", video, TINY_LATENT, cond_frames=0)
+    with pytest.raises(UsageError, match=r"cond_frames must be in \[1, 7\]"):
+        condition("frame_interpolation", video, TINY_LATENT, cond_frames=0)
+    with pytest.raises(UsageError, match=r"cond_latent_frames must be in \[1, 3\]"):
+        condition("frame_prediction", video, TINY_LATENT, cond_latent_frames=4)
+    fi = condition("frame_interpolation", video, TINY_LATENT, cond_frames=7)  # 7 + 7 of 16: the most
+    assert fi.video_mask.reshape(-1).tolist() == [True] * 7 + [False] * 2 + [True] * 7
     fp = condition("frame_prediction", video, TINY_LATENT, cond_frames=5, cond_latent_frames=2)
     assert fp.latent_mask[0, :, 0, 0].tolist() == [True, True, False, False]
+
+
+def test_video_and_mask_shapes_are_checked():
+    video = torch.rand(1, 3, 4, 8, 8)
+    for wrong in (torch.rand(1, 4, 4, 8, 8), torch.rand(3, 4, 8, 8)):  # 4 channels; no batch axis (dim 1 is 3)
+        with pytest.raises(UsageError, match=r"\[B, 3, T, H, W\]"):
+            condition("frame_prediction", wrong, (1, 2, 2))
+    keep = torch.ones(1, 1, 4, 8, 8, dtype=torch.bool)
+    for wrong in (keep[0], keep.expand(1, 3, 4, 8, 8)):  # no batch axis; a mask per channel
+        with pytest.raises(UsageError, match=r"\[B, 1, T, H, W\]"):
+            condition_from_mask(video, wrong, "constant", (1, 2, 2))
+    for latent in ((1, 3, 2), (1, 2, 3)):  # only the height, or only the width, does not divide
+        with pytest.raises(UsageError, match="divide"):
+            condition_from_mask(video, keep, "constant", latent)
+
+
+def test_condition_from_mask_takes_any_mask_dtype_and_returns_it_as_the_video_mask():
+    video = torch.rand(2, 3, 4, 8, 6)
+    keep = torch.zeros(1, 1, 4, 8, 6, dtype=torch.uint8)
+    keep[..., :4, :] = 1  # the top half known
+    cond = condition_from_mask(video, keep, "constant", (2, 4, 3))
+    assert cond.video_mask.dtype == torch.bool and torch.equal(cond.video_mask, keep.bool())
+    assert torch.equal(cond.video[..., :4, :], video[..., :4, :]) and cond.video[..., 4:, :].abs().max() == 0
+    assert cond.latent_mask[0, :, :, 0].tolist() == [[True, True, False, False]] * 2
+
+
+def test_padding_with_a_mask_per_sample_on_a_wide_frame():
+    """A batch of masks pads each sample as it would alone (edge: its own box; interpolate: its
+    own known frames), on frames wider than tall."""
+    video = torch.rand(2, 3, 4, 4, 6)
+    boxes = torch.zeros(2, 1, 1, 4, 6, dtype=torch.bool)
+    boxes[0, ..., 1:3, 1:4] = True
+    boxes[1, ..., 0:2, 3:6] = True
+    frames = torch.zeros(2, 1, 4, 1, 1, dtype=torch.bool)
+    frames[0, 0, [0, 3]] = True
+    frames[1, 0, [1]] = True
+    for keep, padding in ((boxes, "edge"), (frames, "interpolate")):
+        together = tasks.pad_video(video, keep, padding)
+        alone = torch.cat([tasks.pad_video(video[i:i + 1], keep[i:i + 1], padding) for i in range(2)])
+        assert torch.equal(together, alone), padding
+        assert not torch.equal(alone[0], tasks.pad_video(video[:1], keep[1:], padding)[0])  # masks differ
+    full = frames.expand(2, 1, 4, 4, 6)  # whole frames given pixel by pixel
+    assert torch.equal(tasks.pad_video(video, full, "interpolate"), tasks.pad_video(video, frames, "interpolate"))
+    partial = full.clone()
+    partial[0, 0, 0, 0, 5] = False  # one pixel of a known frame unknown: not whole frames any more
+    with pytest.raises(UsageError, match="whole known frames"):
+        tasks.pad_video(video, partial, "interpolate")
 
 
 def test_task_lookup_and_tokens():
@@ -181,8 +236,14 @@ def test_prefix_tokens():
     assert prefix_tokens(single, "CG", labels).tolist() == [[67], [65]]  # no task token
     with pytest.raises(UsageError):
         prefix_tokens(TINY, "full_generation")
-    with pytest.raises(UsageError):
-        prefix_tokens(TINY, "full_generation", torch.tensor([5]))
+    for bad in ([5], [-1], [0, -1]):  # past the last class, or negative
+        with pytest.raises(UsageError, match=r"\[0, 4\]"):
+            prefix_tokens(TINY, "full_generation", torch.tensor(bad))
+    one_class = TransformerConfig(codebook_size=64, num_classes=1, multi_task=False, latent_shape=TINY_LATENT)
+    assert prefix_tokens(one_class, "CG", torch.tensor([0])).tolist() == [[64]]
+    unconditional = TransformerConfig(codebook_size=64, num_classes=0, multi_task=False, latent_shape=TINY_LATENT)
+    with pytest.raises(UsageError, match="class labels"):
+        prefix_tokens(unconditional, "CG", torch.tensor([0]))
     # Without full generation among the model's tasks, the guidance twin keeps the task token.
     assert tasks.uncond_prefix_tokens(TINY, "outpainting_c", ["outpainting_c"]).tolist() == [[80, 69]]
 
@@ -212,7 +273,7 @@ def test_task_schedule():
     schedule = TaskSchedule.create(eight, seed=0)
     assert len(schedule.order) == 800 and set(Counter(schedule.order).values()) == {100}
     assert schedule.order != tuple(sorted(schedule.order))  # permuted
-    assert schedule == TaskSchedule.create(eight, seed=0)
+    assert schedule == TaskSchedule.create(eight, seed=0) == TaskSchedule.create(eight)  # seed 0 by default
     assert schedule.task_for_step(803) == schedule.order[3]
     weighted = TaskSchedule.create(["frame_prediction", "outpainting_c"], weights=[0.5, 1.0])
     assert Counter(weighted.order) == {"frame_prediction": 100, "outpainting_c": 200}
@@ -320,9 +381,10 @@ def test_edge_replicate_fill_at_the_frame_border_and_frame_by_frame():
 
     height, width = 8, 9
     frame = (10 * torch.arange(height)[:, None] + torch.arange(width)[None, :]).float()
-    video = frame.view(1, 1, 1, height, width).repeat(1, 1, 6, 1, 1)
-    keep = torch.ones(1, 1, 6, height, width, dtype=torch.bool)
-    holes = {1: (5, 8, 2, 5), 3: (2, 5, 1, 9), 5: (0, 8, 3, 6)}  # rows, cols: bottom, right, top-to-bottom
+    video = frame.view(1, 1, 1, height, width).repeat(1, 1, 7, 1, 1)
+    keep = torch.ones(1, 1, 7, height, width, dtype=torch.bool)
+    # rows, cols: bottom, right, top-to-bottom, and one pixel short of the bottom-right corner
+    holes = {1: (5, 8, 2, 5), 3: (2, 5, 1, 9), 5: (0, 8, 3, 6), 6: (1, 7, 4, 8)}
     for f, (r0, r1, c0, c1) in holes.items():
         keep[0, 0, f, r0:r1, c0:c1] = False
     keep[0, 0, 2] = False

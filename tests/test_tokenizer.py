@@ -226,8 +226,9 @@ def test_entropy_loss_matches_definition():
 
 def test_input_checks():
     model = VQTokenizer(small_config())
-    with pytest.raises(InputError, match=r"\[B, 3, T, H, W\]"):
-        model.encode(torch.rand(3, 4, 16, 16))
+    for shape in ((3, 4, 16, 16), (1, 3, 16, 16), (1, 4, 4, 16, 16)):  # wrong rank, wrong channels, or both
+        with pytest.raises(InputError, match=r"\[B, 3, T, H, W\]"):
+            model.encode(torch.rand(shape))
     with pytest.raises(InputError, match=r"\[0, 16\)"):
         model.decode(torch.full((1, 2, 8, 8), 16))
     with pytest.raises(InputError):
@@ -386,3 +387,17 @@ def test_codebook_starts_uniform_in_plus_minus_sqrt_3_over_k():
     assert codebook.abs().max() <= bound
     assert codebook.min() < -0.99 * bound and codebook.max() > 0.99 * bound
     assert abs(codebook.mean()) < 0.01 * bound
+
+
+def test_downsampling_averages_only_the_pixels_inside_the_frame():
+    """TF 'SAME' average pooling by 2 of a 3x3 frame: a 2x2 result whose edge cells average the
+    pixels that exist (the official code pads nothing into the mean)."""
+    from magvit_cli.tokenizer import downsample
+
+    frame = torch.arange(1.0, 10.0).view(1, 1, 1, 3, 3)
+    expected = torch.tensor([[3.0, 4.5], [7.5, 9.0]])
+    assert torch.equal(downsample(frame, temporal=False)[0, 0, 0], expected)
+    clip = torch.cat([frame, frame + 1, frame + 2], dim=2)  # three frames: pairs (0, 1) and (2,)
+    out = downsample(clip, temporal=True)[0, 0]
+    assert out.shape == (2, 2, 2)
+    assert torch.equal(out[0], expected + 0.5) and torch.equal(out[1], expected + 2)

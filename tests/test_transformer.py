@@ -1,4 +1,5 @@
 import dataclasses
+import math
 import json
 
 import numpy as np
@@ -115,7 +116,8 @@ def test_logits_match_the_official_model(reference_dir, device):
     for task, tokens, expected in reference_logits(reference_dir, model):
         with torch.no_grad():
             logits = model(tokens.to(device)).cpu()
-        # Official fp32 jit vs op-by-op differ by 1.8e-7; an erf GELU would be off by 2e-5.
+        # Official fp32 jit vs op-by-op differ by 1.8e-7; an erf GELU in the head would be off by 3e-5
+        # (the layers' MLP GELUs see inputs too small to tell: test_layer_is_post_ln_bert_with_the_tanh_gelu).
         torch.testing.assert_close(logits, expected, atol=5e-6, rtol=0, msg=task)
 
 
@@ -157,6 +159,17 @@ def test_training_attention_with_dropout_computes_the_same_attention():
     assert torch.allclose(y[..., :8], y[..., 8:])  # and for both heads (uniform attention here)
     kept = y[0, :, 0] * (1 - 0.5) * 10  # uniform attention over 10 keys: keys kept per query
     assert torch.allclose(kept, kept.round(), atol=1e-4) and 0.3 < kept.sum() / 100 < 0.7
+    assert kept.unique().numel() > 1  # entries really dropped, not a uniform rescale
+    # Written out: one keep mask [L, L] drawn after the softmax, kept entries scaled by 1 / (1 - p).
+    x = torch.randn(2, 10, 16)
+    torch.manual_seed(1)
+    y = attention(x)
+    torch.manual_seed(1)
+    q, k, v = (proj(x).view(2, 10, 2, 8).transpose(1, 2) for proj in (attention.query, attention.key, attention.value))
+    probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(8), dim=-1)
+    keep = torch.rand(10, 10) >= 0.5
+    expected = ((probs * keep / 0.5) @ v).transpose(1, 2).reshape(2, 10, 16)
+    torch.testing.assert_close(y, expected)
 
 
 def test_layer_norms_use_the_official_bert_epsilon():
@@ -169,3 +182,30 @@ def test_layer_norms_use_the_official_bert_epsilon():
     for norm in (layer.attention_ln, layer.mlp_ln):
         out = norm(x)
         assert torch.allclose(out.var(-1, unbiased=False), torch.ones(4), atol=1e-4)
+
+
+def test_layer_is_post_ln_bert_with_the_tanh_gelu():
+    """One layer written out (float64): x = LN(x + Attn(x)); x = LN(x + W2 gelu_tanh(W1 x)).
+    The tiny official model's MLP inputs are too small to tell the tanh GELU from the erf one,
+    so the MLP weights are scaled up here until the two differ visibly."""
+    from magvit_cli.transformer import Layer
+
+    torch.manual_seed(0)
+    layer = Layer(TINY).double().eval()
+    layer.mlp_in.weight.data *= 5
+    layer.mlp_out.weight.data *= 50
+    x = torch.randn(2, 5, TINY.hidden_size, dtype=torch.float64)
+
+    def gelu_tanh(z):
+        return 0.5 * z * (1 + torch.tanh(math.sqrt(2 / math.pi) * (z + 0.044715 * z**3)))
+
+    def norm(ln, z):
+        mean, var = z.mean(-1, keepdim=True), z.var(-1, unbiased=False, keepdim=True)
+        return (z - mean) / torch.sqrt(var + 1e-12) * ln.weight + ln.bias
+
+    with torch.no_grad():
+        h = norm(layer.attention_ln, x + layer.attention(x))
+        expected = norm(layer.mlp_ln, h + layer.mlp_out(gelu_tanh(layer.mlp_in(h))))
+        erf = norm(layer.mlp_ln, h + layer.mlp_out(torch.nn.functional.gelu(layer.mlp_in(h))))
+        assert (erf - expected).abs().max() > 1e-4  # the test can tell the two GELUs apart
+        torch.testing.assert_close(layer(x), expected, atol=1e-10, rtol=0)

@@ -245,6 +245,7 @@ def test_frame_folder_info_and_files(tmp_path):
 @pytest.mark.parametrize("total, window, overlap, expected", [
     (16, 16, 4, [(0, 16)]), (17, 16, 4, [(0, 16), (12, 5)]), (28, 16, 4, [(0, 16), (12, 16)]),
     (29, 16, 4, [(0, 16), (12, 16), (24, 5)]), (5, 16, 4, [(0, 5)]), (8, 2, 0, [(0, 2), (2, 2), (4, 2), (6, 2)]),
+    (5, 4, 3, [(0, 4), (1, 4)]),  # stride 1: the last full window ends on the last frame, none past it
 ])
 def test_window_starts(total, window, overlap, expected):
     assert window_starts(total, window, overlap) == expected
@@ -898,3 +899,76 @@ def test_a_missing_video_library_is_one_clear_error():
     with ThreadPoolExecutor(8) as pool:
         assert all(f is __import__("json").dumps for f in pool.map(lambda _: lazy.dumps, range(64)))
     assert _LazyModule("av").open is av.open
+
+
+# ----------------------------------------------------------------------------- probing, written out
+
+
+def test_frame_count_comes_from_the_index_when_it_agrees_and_is_counted_otherwise(tmp_path):
+    """An mp4 written by PyAV directly: its index holds every frame and agrees with the stream's
+    duration, so it is trusted (nothing decoded); a one-frame mp4 likewise; an mkv has no index,
+    so its packets are counted, and its duration is the frames' span."""
+    info = probe(make_clip(tmp_path / "clip.mp4", count=60, burst_at=None))
+    assert (info.num_frames, info.frames_counted, info.fps) == (60, False, NTSC)
+    assert info.duration == float(60 / NTSC)
+    one = probe(make_clip(tmp_path / "one.mp4", count=1, burst_at=None))
+    assert (one.num_frames, one.frames_counted) == (1, False)
+    webm = probe(write_video(tmp_path / "one.webm", moving_frames(1), 25))
+    assert (webm.num_frames, webm.frames_counted) == (1, True)
+
+
+def test_a_frame_folder_of_one_image(tmp_path):
+    folder = write_video(tmp_path / "frames/", moving_frames(1), 24)
+    info = probe(folder)
+    assert (info.num_frames, info.codec, info.width, info.height) == (1, "png", 64, 48)
+
+
+def test_timed_frames_start_at_the_first_frame(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", count=5, fps=Fraction(25), burst_at=None)
+    times = [t for t, _ in iter_timed_frames(clip)]
+    assert times == [0.0, 0.04, 0.08, 0.12, 0.16]
+
+
+def test_read_video_trusts_the_decoded_count_over_the_probed_one(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from magvit_cli import video
+
+    clip = make_clip(tmp_path / "clip.mp4", count=6, fps=Fraction(25), burst_at=None)
+    real = video.probe
+    monkeypatch.setattr(video, "probe", lambda path, fps: replace(real(path, fps), num_frames=9))  # an index that lies
+    frames, info = read_video(clip)
+    assert len(frames) == 6 and info.num_frames == 6 and info.frames_counted
+    assert info.path == clip and info.fps == 25
+    frames, info = read_video(clip, max_frames=4)  # part of the video: the probed info as it is
+    assert len(frames) == 4 and info.num_frames == 9 and not info.frames_counted
+
+
+def test_writing_at_a_stream_rate_past_the_command_line_range(tmp_path):
+    """Interpolating a 500 fps clip by 4 writes 2000 fps: stream rates may exceed what
+    --fps accepts (1000)."""
+    out = write_video(tmp_path / "fast.mkv", moving_frames(3), 2000)
+    assert probe(out).fps == 2000
+
+
+def test_an_unknown_encoder_is_not_available():
+    from magvit_cli.video import _has_encoder
+
+    assert _has_encoder("libx264") and not _has_encoder("no-such-encoder")
+
+
+def test_a_folder_target_is_named_by_its_trailing_slash_even_with_a_dot():
+    from magvit_cli.video import is_folder_target
+
+    assert is_folder_target("frames.v2/") and is_folder_target("frames") and not is_folder_target("frames.mp4")
+
+
+def test_a_hard_link_to_the_input_is_refused_as_the_output(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", count=3, burst_at=None)
+    link = tmp_path / "link.mp4"
+    os.link(clip, link)
+    before = clip.read_bytes()
+    with pytest.raises(OutputError, match="refusing to overwrite the input"):
+        with VideoWriter(link, 25, inputs=[clip]) as writer:
+            writer.write(moving_frames(1)[0])
+    assert clip.read_bytes() == before
