@@ -224,7 +224,7 @@ class Output:
 
     def __init__(self, path: Path | None, fps: Fraction, source: Source, edit: EditOptions):
         self.path, self.fps, self.notes = path, fps, []
-        self.kept: list[np.ndarray] | None = [] if path is None else None
+        self.kept: list[np.ndarray] = []  # only without a path
         self.writer = None if path is None else vio.VideoWriter(
             path, fps, audio_from=source.audio_from, audio_start=source.audio_start, inputs=[source.path])
         self.preview = self.preview_path = None
@@ -573,8 +573,7 @@ class ClipJob(Job):
     def write_frame(self, out: Output, index: int, frame: np.ndarray, covering: list[Window]) -> None:
         layers = self.layers(index, covering)
         if not self.edit.composite:
-            best = max(layers, key=lambda layer: layer.weight) if layers else None
-            window = best.window if best else covering[0]
+            window = max(layers, key=lambda layer: layer.weight).window  # raw: every window has run
             out.write(_to_uint8(self.model_frame(window, index - window.start)))
             return
         composed, alpha = self.compose(index, frame, [l.layer for l in layers], with_alpha=out.preview is not None)
@@ -585,13 +584,13 @@ class ClipJob(Job):
 
     def layers(self, index: int, covering: list[Window]) -> list:
         """Windows holding model output for frame `index`, with their cross-fade weights."""
-        ready = [w for w in covering if w.output is not None]
+        ready = [w for w in covering if w.output is not None]  # in order of start
         weights = [1.0] * len(ready)
         if len(ready) == 2:
-            a, b = sorted(ready, key=lambda w: w.start)
+            a, b = ready
             overlap = min(a.end, b.end) - b.start
             wb = (index - b.start + 1) / (overlap + 1)
-            weights = [1 - wb, wb] if ready[0] is a else [wb, 1 - wb]
+            weights = [1 - wb, wb]
         result = []
         for window, weight in zip(ready, weights):
             if not self.edit.composite:
@@ -616,7 +615,7 @@ class ClipJob(Job):
         """Window frame i pasted onto the canvas, with the alpha of what it replaces."""
 
     def compose(self, index: int, frame: np.ndarray, layers: list[Layer],
-                with_alpha: bool = False) -> tuple[np.ndarray, torch.Tensor | None]:
+                with_alpha: bool) -> tuple[np.ndarray, torch.Tensor | None]:
         """The output frame: the base (the input, on the canvas) with the layers blended in
         where their alpha is above 0, elsewhere the base's own bytes; and, if asked, the
         alpha over the whole frame (for the preview)."""
@@ -730,7 +729,7 @@ class InpaintJob(ClipJob):
         region = (x0, y0, x1, y1)
         image = geo.from_model(view, region, self.model_frame(window, i))
         alpha = geo.from_model(view, region, alpha_model).clamp(0, 1)
-        nearest = min(self.clip[0] - 1, int((i + 0.5) * self.clip[0] / self.window))
+        nearest = int((i + 0.5) * self.clip[0] / self.window)  # < T for every i < window
         hole = geo.nearest_from_model(view, region, window.snapped[nearest])
         alpha = torch.maximum(alpha, hole.float())
         alpha[alpha < 1e-4] = 0  # float dust of the resampling: those pixels stay the input's

@@ -7,6 +7,7 @@ The model is the tiny random one with `run_task` replaced by a recorder whose ou
 says where it came from: frame t of a window is the window's first frame plus 4·t
 grey levels, so the frames a job writes show which model frame they are."""
 
+import json
 from fractions import Fraction
 from pathlib import Path
 
@@ -701,3 +702,123 @@ def test_video_warnings_become_notes_once_and_other_warnings_do_not(model, recor
             model, tmp_path / "odd.mp4", OPTIONS)
     assert result["notes"][0] == "twice" and len(result["notes"]) == 2
     assert "padded" in result["notes"][1] and "not about the video" not in result["notes"]
+
+
+
+# ---------------------------------------------------------------------------- compositing and layouts, written out
+
+BUNDLED = editing.ModelConfig.from_dict(json.loads((Path(magvit_cli.__file__).parents[1] / "weights" / "config.json")
+                                                   .read_text()))  # cells of 4 frames x 8 x 8 pixels
+
+
+def test_compose_cross_fades_layers_of_different_regions(model):
+    """Two layers over a grey (100) frame, written out: A (black, alpha 1, weight 0.25) on
+    x 1-4, y 2-5; B (white, alpha 0.25, weight 0.75) on x 3-7, y 3-6. Where only A lies the
+    pixel is black; only B: lerp(100, 255, 0.25) = 138.75 -> 139; both: 3/7 white (the mean
+    weighted by weight and alpha, 0.1875 / 0.4375) under the larger alpha (1) -> 109; elsewhere,
+    in their bounding box or not, the frame's own bytes."""
+    job = editing.InpaintJob(model.config, editing.Source.from_tensor(torch.rand(3, 4, 10, 12), 24),
+                             editing.EditOptions(), "box")
+    frame = np.full((10, 12, 3), 100, np.uint8)
+    a = editing.Layer((1, 2, 5, 6), torch.zeros(3, 4, 4), torch.ones(4, 4), 0.25)
+    b = editing.Layer((3, 3, 8, 7), torch.ones(3, 4, 5), torch.full((4, 5), 0.25), 0.75)
+    out, alpha = job.compose(0, frame, [a, b], with_alpha=True)
+    expected = np.full((10, 12), 100)
+    expected[3:7, 3:8] = 139
+    expected[2:6, 1:5] = 0
+    expected[3:6, 3:5] = 109
+    assert (out == expected[..., None]).all() and out.dtype == np.uint8
+    expected_alpha = torch.zeros(10, 12)
+    expected_alpha[3:7, 3:8] = 0.25
+    expected_alpha[2:6, 1:5] = 1
+    assert torch.equal(alpha, expected_alpha)
+    assert job.compose(0, frame, [a, b], with_alpha=False)[1] is None
+
+
+def test_windows_summaries_and_plan_on_the_bundled_layout():
+    """Cells of 4 x 8 x 8 (not cubes, unlike the tiny model's): the default overlap is one
+    latent frame (4 frames); a hole at the left edge and the bottom of frames 6-9 lies in latent
+    frames 1-2 of the first window, frames 4-11 of the source; its box, snapped to the 8 px cells
+    of the view around it (64x64 at scale 1: at least the model's size), stops at the frame's
+    bottom (50, not the cell's 56); the plan gives the first window's cells in source pixels."""
+    source = editing.Source.from_tensor(torch.rand(3, 20, 50, 80), 25)
+    job = editing.InpaintJob(BUNDLED, source, editing.EditOptions(), "0,44,10,6@6-9")
+    assert job.settings()["overlap"] == 4 and job.starts(20) == [(0, 16), (12, 8)]
+    first, second = job.snapped_regions()
+    assert first["hole_frames"] == [4, 11] and first["hole_box"] == [0, 40, 16, 10]
+    assert "hole_box" not in second
+    plan = job.plan()
+    assert plan["cell_source_px"] == {"frames": 4, "height": 8.0, "width": 8.0}
+    assert (plan["window"], plan["overlap"]) == (16, 4)
+    top = editing.InpaintJob(BUNDLED, source, editing.EditOptions(), "70,0,10,6").snapped_regions()[0]
+    assert top["hole_box"][:2] == [64, 0] and top["hole_frames"] == [0, 15]  # at the top edge, from frame 0
+    short = editing.InpaintJob(BUNDLED, editing.Source.from_tensor(torch.rand(3, 10, 50, 80), 25),
+                               editing.EditOptions(), "box")
+    assert short.starts(10) == [(0, 10)] and short.plan()["generated_cells_first_window"] > 0
+
+
+def test_the_view_of_a_window_holds_every_hole_it_has(model):
+    """A hole that only frame 1 has still widens the view (the union over the window's holes)."""
+    job = editing.InpaintJob(model.config, editing.Source.from_tensor(torch.rand(3, 4, 64, 64), 24),
+                             editing.EditOptions(), "box")
+    a, b = torch.zeros(64, 64, dtype=torch.bool), torch.zeros(64, 64, dtype=torch.bool)
+    a[2:6, 2:6] = True
+    b[50:60, 40:60] = True
+    assert job.view([a, b, a, None]) == job.view([a | b])
+    assert job.view([a, b, a, None]) != job.view([a])
+
+
+def test_outpainting_band_is_one_cell_in_canvas_pixels_and_at_least_one(model):
+    big = editing.OutpaintJob(BUNDLED, editing.Source.from_tensor(torch.rand(3, 4, 40, 40), 24),
+                              editing.EditOptions(), "all")  # 80x80 canvas at 64: scale 1.25
+    assert big.band == 10.0
+    small = editing.OutpaintJob(model.config, editing.Source.from_tensor(torch.rand(3, 4, 6, 6), 24),
+                                editing.EditOptions(), "all")  # 12x12 canvas at 32: 4 * 0.375 = 1.5 px
+    assert small.band == 1.5
+
+
+def test_a_source_that_yields_no_frame_is_an_input_error(model, recorder, monkeypatch):
+    source = editing.Source.from_tensor(torch.rand(3, 4, 32, 32), 24)
+    monkeypatch.setattr(source, "frames", lambda: iter(()))
+    with pytest.raises(editing.InputError, match="no decodable video frames"):
+        editing.InpaintJob(model.config, source, editing.EditOptions(), "box").run(model, None, OPTIONS)
+
+
+def test_windows_run_as_soon_as_their_frames_are_read(model, recorder, clip, monkeypatch):
+    """Streaming: with windows of 8 frames every 6 and one window per call (the default batch),
+    each model call comes as soon as its window's last frame is read (8, 14, 20, 26), and the
+    short last window (24-29) at the end."""
+    source = editing.Source(clip)
+    read = []
+    frames = source.frames
+    monkeypatch.setattr(source, "frames", lambda: (read.append(i) or f for i, f in enumerate(frames())))
+    seen = []
+    monkeypatch.setattr(Magvit, "run_task", lambda self, *a, **k: seen.append(len(read)) or recorder(self, *a, **k))
+    result = editing.InpaintJob(model.config, source, editing.EditOptions(window=8, overlap=2), "box").run(
+        model, None, OPTIONS)
+    assert seen == [8, 14, 20, 26, 30] and result["model_calls"] == result["windows"] == 5
+
+
+def test_interpolation_fills_each_call_to_the_batch(model, recorder, clip):
+    """29 pairs, 4 per call: 8 calls (7 full, then 1), the first once 5 frames are read."""
+    result = editing.InterpolateJob(model.config, editing.Source(clip), editing.EditOptions(batch=4)).run(
+        model, None, OPTIONS)
+    assert result["model_calls"] == 8 and [len(c["video"]) for c in recorder.calls] == [4] * 7 + [1]
+
+
+def test_prediction_needs_fewer_known_frames_than_the_model_sees(model, clip):
+    with pytest.raises(UsageError, match="cond"):
+        editing.PredictJob(model.config, editing.Source(clip), editing.EditOptions(), cond_frames=16)
+    assert editing.PredictJob(model.config, editing.Source(clip), editing.EditOptions(), cond_frames=15).cond_frames == 15
+
+
+def test_dynamic_outpainting_preview_shows_the_input_where_it_slides(model, recorder, tmp_path):
+    """OPD: the preview's input panel has the input at its offset of that frame."""
+    source = editing.Source.from_tensor(torch.full((3, 5, 16, 16), 0.8), 24)
+    job = editing.OutpaintJob(model.config, source, editing.EditOptions(preview=True), "dynamic")
+    result = job.run(model, tmp_path / "opd.mp4", OPTIONS)
+    panels = np.stack(list(vio.iter_frames(result["preview"])))  # input | mask | output, each 16x32
+    assert [job.offset(i) for i in (0, 4)] == [(0, 0), (16, 0)] and panels.shape[1:] == (16, 96, 3)
+    grey = panels[..., 0].astype(float)  # H.264: a few levels off
+    assert abs(grey[0, 4:12, 2:14].mean() - 204) < 6 and abs(grey[0, 4:12, 18:30].mean() - 32) < 6
+    assert abs(grey[4, 4:12, 2:14].mean() - 32) < 6 and abs(grey[4, 4:12, 18:30].mean() - 204) < 6
