@@ -18,7 +18,7 @@ import torch
 import magvit_cli
 from magvit_cli import editing, video as vio
 from magvit_cli.decoding import DecodeOptions
-from magvit_cli.errors import OutOfMemoryError, UsageError
+from magvit_cli.errors import OutOfMemoryError, OutputError, UsageError
 from magvit_cli.model import Magvit
 
 OPTIONS = DecodeOptions(seed=5, steps=3)
@@ -686,7 +686,7 @@ def test_out_of_memory_after_the_retry_fails_cleanly(model, smooth_clip, monkeyp
 
 def test_video_warnings_become_notes_once_and_other_warnings_do_not(model, recorder, tmp_path, monkeypatch):
     """An odd-sized output is padded with a VideoWarning; a VideoWarning raised twice is one
-    note; a warning of another kind is not a note."""
+    note; a warning of another kind is not a note; warnings silenced by the caller still are."""
     import warnings
 
     def noisy(self, *args, **kwargs):
@@ -698,6 +698,7 @@ def test_video_warnings_become_notes_once_and_other_warnings_do_not(model, recor
     monkeypatch.setattr(Magvit, "run_task", noisy)
     source = editing.Source.from_tensor(torch.rand(3, 6, 45, 57), 24)
     with warnings.catch_warnings(record=True):
+        warnings.simplefilter("ignore")  # a caller that silences warnings still gets the notes
         result = editing.InpaintJob(model.config, source, editing.EditOptions(), "box").run(
             model, tmp_path / "odd.mp4", OPTIONS)
     assert result["notes"][0] == "twice" and len(result["notes"]) == 2
@@ -822,3 +823,39 @@ def test_dynamic_outpainting_preview_shows_the_input_where_it_slides(model, reco
     grey = panels[..., 0].astype(float)  # H.264: a few levels off
     assert abs(grey[0, 4:12, 2:14].mean() - 204) < 6 and abs(grey[0, 4:12, 18:30].mean() - 32) < 6
     assert abs(grey[4, 4:12, 2:14].mean() - 32) < 6 and abs(grey[4, 4:12, 18:30].mean() - 204) < 6
+
+
+def test_a_segment_of_a_variable_rate_source_is_cut_from_its_constant_rate_timeline(tmp_path):
+    from test_video import make_clip
+
+    stamps = [i * 40 + (15 if i % 3 == 1 else 0) for i in range(20)]  # ~25 fps, uneven
+    stamps[10:] = [s + 120 for s in stamps[10:]]  # and a gap of 3 frames
+    clip = make_clip(tmp_path / "vfr.mp4", count=20, fps=Fraction(25), burst_at=None, timestamps=stamps)
+    whole = editing.Source(clip)
+    frames = list(whole.frames())
+    assert whole.info.variable_frame_rate and len(frames) == whole.num_frames == round(whole.info.duration * whole.fps)
+    repeats = sum(np.array_equal(a, b) for a, b in zip(frames, frames[1:]))
+    assert repeats > 0  # the gap is filled by repeating a frame (the raw frames all differ)
+    raw = list(vio.iter_frames(clip))
+    assert not any(np.array_equal(a, b) for a, b in zip(raw, raw[1:]))
+    part = editing.Source(clip, start=0.2, end=0.6)
+    assert (part.first, part.stop) == (round(0.2 * whole.fps), round(0.6 * whole.fps))
+    np.testing.assert_array_equal(np.stack(list(part.frames())), np.stack(frames[part.first:part.stop]))
+
+
+def test_mask_times_in_seconds_use_the_sources_rate(model):
+    source = editing.Source.from_tensor(torch.rand(3, 30, 32, 32), 24)
+    job = editing.InpaintJob(model.config, source, editing.EditOptions(), "0,0,8,8@0.5s-1s")
+    assert not job.mask.at(11).any() and job.mask.at(12).any() and job.mask.at(24).any() and not job.mask.at(25).any()
+
+
+def test_the_input_is_never_an_output_nor_a_preview(model, recorder, tmp_path):
+    """The output, and the preview beside it, are refused where they would replace the input."""
+    for name, output, preview in (("in.mp4", "in.mp4", False), ("out.preview.mp4", "out.mp4", True)):
+        clip = vio.write_video(tmp_path / name, flat_frames([50] * 4), 24)
+        before = clip.read_bytes()
+        job = editing.InpaintJob(model.config, editing.Source(clip), editing.EditOptions(preview=preview), "box")
+        with pytest.raises(OutputError, match="refusing to overwrite the input"):
+            job.run(model, tmp_path / output, OPTIONS)
+        assert clip.read_bytes() == before
+        clip.unlink()
