@@ -179,6 +179,8 @@ def test_odd_height_alone_is_padded(tmp_path):
     with pytest.warns(VideoWarning, match="32x17 padded to 32x18"):
         out = write_video(tmp_path / "odd.mp4", moving_frames(2, height=17, width=32), 25)
     assert (probe(out).width, probe(out).height) == (32, 18)
+    decoded = read_video(out)[0].astype(int)
+    assert np.abs(decoded[:, 17] - decoded[:, 16]).mean() < 6  # the added row repeats the last one
 
 
 def test_frames_that_are_not_rgb_uint8_are_refused(tmp_path):
@@ -407,6 +409,17 @@ def test_audio_the_container_refuses_is_reencoded(tmp_path, target, audio_codec)
     assert meta["frames"] == 50 and meta["video_start"] == 0.0
 
 
+def test_reencoded_audio_of_a_cut_is_flushed_to_the_end_of_the_video(tmp_path):
+    """The encoder's last samples are flushed when the audio runs past the video's end too."""
+    source = make_clip(tmp_path / "opus.mkv", count=50, fps=Fraction(25), burst_at=1.0, audio_codec="libopus")
+    frames, info = read_video(source)
+    out = write_video(tmp_path / "cut.mov", frames[:25], info.fps, audio_from=source)  # 1 s of 2
+    with av.open(str(out)) as container:
+        rate = container.streams.audio[0].rate
+        seconds = sum(frame.samples for frame in container.decode(audio=0)) / rate
+    assert 1.0 <= seconds < 1.05  # measured 1.024 (the last AAC frame of 1024 samples); unflushed 0.96
+
+
 def clip_with_silence(path: Path, codec: str, rate: int, layout: str) -> Path:
     """One second of video and of silent audio in `codec` at `rate` Hz with `layout`."""
     with av.open(str(path), "w") as container:
@@ -435,6 +448,7 @@ def clip_with_silence(path: Path, codec: str, rate: int, layout: str) -> Path:
     ("flac", "mono", "out.mov", ("aac", 44100, 1)),  # mov refuses FLAC: AAC at the source's rate and layout
     ("flac", "mono", "out.webm", ("opus", 48000, 1)),  # Opus runs at 48 kHz
     ("aac", "5.1", "out.webm", ("opus", 48000, 2)),  # more than two channels are mixed down to stereo
+    ("aac", "3.0", "out.webm", ("opus", 48000, 2)),  # three as well
 ])
 def test_reencoded_audio_keeps_rate_and_channels_where_it_can(tmp_path, codec, layout, target, expected):
     source = clip_with_silence(tmp_path / "source.mkv", codec, 44100, layout)
@@ -972,3 +986,25 @@ def test_a_hard_link_to_the_input_is_refused_as_the_output(tmp_path):
         with VideoWriter(link, 25, inputs=[clip]) as writer:
             writer.write(moving_frames(1)[0])
     assert clip.read_bytes() == before
+
+
+def test_frames_without_timestamps_are_timed_by_the_stream_rate(tmp_path):
+    """A raw H.264 stream carries no timestamps: frame i is at i / fps (FFmpeg guesses 25 fps)."""
+    from hostile_corpus import encode, pattern
+
+    raw = encode(tmp_path / "raw.h264", pattern(6, 32, 48), container_format="h264")
+    assert probe(raw).fps == 25
+    assert [t for t, _ in iter_timed_frames(raw, start=1)] == [0.04, 0.08, 0.12, 0.16, 0.2]
+
+
+def test_a_size_change_mid_stream_is_an_input_error(tmp_path):
+    from hostile_corpus import _size_change
+
+    with pytest.raises(InputError, match="frame 6 is 64x48 but earlier frames are 48x32"):
+        list(iter_frames(_size_change(tmp_path)))
+
+
+def test_ntsc_spellings_snap_up_to_the_highest_rates():
+    assert as_fps("599.4") == Fraction(600000, 1001) and as_fps("29.97") == NTSC
+    off = NTSC + Fraction(1, 1000)  # exactly 1/1000 away from 30000/1001: not an NTSC spelling
+    assert as_fps(off) == off.limit_denominator(1001) != NTSC
