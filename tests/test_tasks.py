@@ -39,6 +39,7 @@ def test_condition_matches_the_official_cond_fn(reference, task):
     assert torch.equal(cond.video_mask.cpu().expand(full), expected_mask.expand(full))
     expected_latent = torch.from_numpy(io[f"{task}__cond_latent_mask"])
     assert torch.equal(cond.latent_mask.cpu().expand(2, *TINY_LATENT), expected_latent.expand(2, *TINY_LATENT))
+    assert cond.video_mask.dim() == 5 and cond.latent_mask.dim() == 4  # [B|1, 1, T|1, H|1, W|1], [B|1, t, h, w]
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -412,3 +413,10 @@ def test_sample_mask_ratio_is_the_cosine_of_a_uniform_draw():
     u = float(torch.rand((), generator=torch.Generator().manual_seed(3)))
     assert tasks.sample_mask_ratio(torch.Generator().manual_seed(3)) == pytest.approx(math.cos(math.pi / 2 * u))
     assert 0 < tasks.sample_mask_ratio() <= 1  # without a generator: the global one, on the CPU
+
+
+def test_full_generation_knows_nothing():
+    video = torch.rand(2, 3, 16, 32, 32)
+    cond = condition("full_generation", video, TINY_LATENT)
+    assert cond.video_mask.dim() == 5 and not cond.video_mask.any() and cond.video.abs().max() == 0
+    assert cond.latent_mask.shape == (1, *TINY_LATENT) and not cond.latent_mask.any()
