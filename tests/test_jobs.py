@@ -859,3 +859,14 @@ def test_the_input_is_never_an_output_nor_a_preview(model, recorder, tmp_path):
             job.run(model, tmp_path / output, OPTIONS)
         assert clip.read_bytes() == before
         clip.unlink()
+
+
+@pytest.mark.parametrize("height, width, direction, amount", [
+    (30, 8, "all", "50%"), (8, 30, "all", "50%"), (30, 8, "horizontal", "13"), (8, 30, "horizontal", "7")])
+def test_outpainting_refuses_an_input_that_covers_no_whole_cell_where_it_sits(model, height, width, direction, amount):
+    """The check places the input at its real offset (left, top margins) in the model's view: a
+    narrow input straddling cells covers none of them whole (measured: at the top-left, or at
+    (top, top), it would cover one)."""
+    source = editing.Source.from_tensor(torch.rand(3, 2, height, width), 24)
+    with pytest.raises(UsageError, match="less than one token cell"):
+        editing.OutpaintJob(model.config, source, editing.EditOptions(), direction, amount)
