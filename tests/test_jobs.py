@@ -870,3 +870,17 @@ def test_outpainting_refuses_an_input_that_covers_no_whole_cell_where_it_sits(mo
     source = editing.Source.from_tensor(torch.rand(3, 2, height, width), 24)
     with pytest.raises(UsageError, match="less than one token cell"):
         editing.OutpaintJob(model.config, source, editing.EditOptions(), direction, amount)
+
+
+def test_prediction_and_interpolation_count_the_frames_they_really_get(model, recorder, monkeypatch):
+    """A source that yields fewer frames than it announced (a truncated file) is refused by what
+    was read: prediction with fewer frames than --cond-frames, interpolation with under two."""
+    source = editing.Source.from_tensor(torch.rand(3, 4, 32, 32), 24)
+    for yielded, message in ((0, "has 0 frames"), (1, "has 1 frames but --cond-frames 2")):
+        monkeypatch.setattr(source, "frames", lambda n=yielded: iter(np.zeros((n, 32, 32, 3), np.uint8)))
+        with pytest.raises(editing.InputError, match=message):
+            editing.PredictJob(model.config, source, editing.EditOptions(), cond_frames=2).run(model, None, OPTIONS)
+    for yielded in (0, 1):
+        monkeypatch.setattr(source, "frames", lambda n=yielded: iter(np.zeros((n, 32, 32, 3), np.uint8)))
+        with pytest.raises(editing.InputError, match="interpolation needs at least two"):
+            editing.InterpolateJob(model.config, source, editing.EditOptions()).run(model, None, OPTIONS)
