@@ -17,6 +17,8 @@ CHECK = ("check: the call only validates the schedule name, or its schedule (cos
          "progress or count gives the same answer")
 COUNT = ("count: no frame and one frame meet the same refusal (interpolation needs two); a variable-rate clip has "
          "two frames or more")
+INDEX = ("index: needs a file whose index disagrees with its stated duration by one frame or more (an edit list "
+         "that trims frames); the files the tests can make agree, and their stated duration is frames / average rate")
 PANELS = "panels: the preview's panels all have the frame's size"
 KNOWN = "known: the frame being filled is never a known one (known frames are skipped just before)"
 FALSY = "falsy: the value is only tested for truth, and both values are false (or the return value is unused)"
@@ -69,6 +71,7 @@ REASONS = [
     (r"_pad_interpolate", r"k <= f\]|k >= f\]", KNOWN),
     (r"InterpolateJob.run|Source._cut", r"count = 1$|total = max\(2, ", COUNT),
     (r"_side_by_side", r"panels\[1\]\.shape", PANELS),
+    (r"x_probe_", r"frames_in_index|duration=duration if", INDEX),
     (r"", r"lambda: None|reencode=None|retried = None|self\.size: .* = \"\"|lambda n: 0|current = \"\"|pending = \"\"|"
           r"done = None|_current: .* = \"\"|_tmp: .* = \"\"|_audio: .* = \"\"|panels = \"\"|self\.done = False$",
      FALSY),
@@ -89,7 +92,7 @@ REASONS = [
     (r"", r"self\.cell\[1\] \* scale|round\(self\.cell\[2\] \* scale", SQUARE),
     (r"", r"max\(2, self\.cell\[2\] // 2\)", SMALL),
     (r"VideoWriter|_write_png|_encode", r"reformat\(|frame\.duration, frame\.time_base = self\.frames_written, 2|"
-                                        r"time_base = (1 \* |2 / )self\.fps|b\"XXXX\"\.join|token = None|tmp\{|muxer = None|"
+                                        r"time_base = (1 \* |2 / )self\.fps|b\"XXXX\"\.join|token = None|token_hex\(|tmp\{|muxer = None|"
                                         r"format=None|\"w\", \)|self\._pad\[1\]\), \(0, self\._pad\[1\]\)",
      CODEC),
     (r"_AudioCarrier", r"", AUDIO),

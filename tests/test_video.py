@@ -1008,3 +1008,11 @@ def test_ntsc_spellings_snap_up_to_the_highest_rates():
     assert as_fps("599.4") == Fraction(600000, 1001) and as_fps("29.97") == NTSC
     off = NTSC + Fraction(1, 1000)  # exactly 1/1000 away from 30000/1001: not an NTSC spelling
     assert as_fps(off) == off.limit_denominator(1001) != NTSC
+
+
+def test_a_writer_carries_the_audio_from_its_start_by_default(tmp_path, clip_with_audio):
+    frames, info = read_video(clip_with_audio)
+    with VideoWriter(tmp_path / "out.mkv", info.fps, audio_from=clip_with_audio) as writer:
+        for frame in frames:
+            writer.write(frame)
+    assert reopen(tmp_path / "out.mkv")["burst_at"] == pytest.approx(1.0, abs=0.025)
