@@ -67,11 +67,11 @@ REASONS = [
           r"\(2 if self\.temporal else 1, 2, 2\), \)",
      DEFAULT),
     (r"", r"_first_frame\(None|_stream_fps\(None|_check_frames\(.*(None|XX|COND)", MESSAGE),
-    (r"check|x_decode_|sample_mask_ratio", r"mask_ratio\(", CHECK),
+    (r"check|x_decode$|sample_mask_ratio", r"mask_ratio\(", CHECK),
     (r"_pad_interpolate", r"k <= f\]|k >= f\]", KNOWN),
     (r"InterpolateJob.run|Source._cut", r"count = 1$|total = max\(2, ", COUNT),
     (r"_side_by_side", r"panels\[1\]\.shape", PANELS),
-    (r"x_probe_", r"frames_in_index|duration=duration if", INDEX),
+    (r"x_probe$", r"frames_in_index|duration=duration if", INDEX),
     (r"", r"lambda: None|reencode=None|retried = None|self\.size: .* = \"\"|lambda n: 0|current = \"\"|pending = \"\"|"
           r"done = None|_current: .* = \"\"|_tmp: .* = \"\"|_audio: .* = \"\"|panels = \"\"|self\.done = False$",
      FALSY),
@@ -98,7 +98,7 @@ REASONS = [
     (r"_AudioCarrier", r"", AUDIO),
     (r"", r"os\.sep in task|XX/XX", "POSIX: os.sep is \"/\""),
     (r"Output.__exit__|Output.__enter__|ClipJob.compose|ClipJob.layers|InterpolateJob.run|PredictJob.run|"
-     r"ClipJob.geometry|_read_image|_to_rgb|x_probe_", r"__exit__\(|simplefilter\(\"always\", \)|alpha_full = .* or True|"
+     r"ClipJob.geometry|_read_image|_to_rgb|x_probe$", r"__exit__\(|simplefilter\(\"always\", \)|alpha_full = .* or True|"
                                                         r"_Pick\(|count \+ 1|Runner\(model, options, (None|2)|frame\.shape\[:3\]|"
                                                         r"container\.streams\.video\[0\]|None\)$|turns\) or True|"
                                                         r"duration=duration if \(duration\) and False",
