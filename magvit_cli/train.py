@@ -90,9 +90,11 @@ def _no_empty_run_folder(train_fn):
 @_no_empty_run_folder
 def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, out_dir: str | Path, *,
                     resume: bool = False, quiet: bool = False, device: str | torch.device | None = None,
-                    init: str | Path | None = None) -> dict:
+                    init: str | Path | None = None, stop_at: int | None = None) -> dict:
     """Train the tokenizer (stage 1) on `data` (folder, manifest or Dataset) into `out_dir`;
     with `init` (a model folder), start from that model's tokenizer to fine-tune it.
+    `stop_at`: save and return at this step, as if interrupted there (the learning-rate
+    schedule still runs to config.steps); resume to go on.
 
     Returns a summary: steps done, last logged losses, reconstruction PSNR of the EMA
     tokenizer on a few fixed clips at the start and at the end (and of the raw
@@ -102,7 +104,7 @@ def train_tokenizer(config: TokenizerTrainConfig, data: str | Path | Dataset, ou
     out_dir = Path(out_dir)
     saved = _open_run(out_dir, "tokenizer", config, resume, init, runtime)
     stage = TokenizerStage(config, data, runtime, saved, init)
-    return _train(stage, out_dir, saved, quiet)
+    return _train(stage, out_dir, saved, quiet, stop_at)
 
 
 @_no_empty_run_folder
@@ -157,8 +159,10 @@ def _open_run(out_dir: Path, stage: str, config, resume: bool, init, runtime: Ru
 
 # =============================================================== the training loop
 
-def _train(stage: TokenizerStage | TransformerStage, out_dir: Path, saved: dict | None, quiet: bool) -> dict:
-    """Train `stage` from its checkpoint's step (or 0) to config.steps; returns its summary.
+def _train(stage: TokenizerStage | TransformerStage, out_dir: Path, saved: dict | None, quiet: bool,
+           stop_at: int | None = None) -> dict:
+    """Train `stage` from its checkpoint's step (or 0) to config.steps (or `stop_at`, when
+    earlier); returns its summary.
 
     Every step: the learning rate, the stage's forward and backward pass, the losses
     averaged over processes, a guard against non-finite values (the step is then not
@@ -185,7 +189,8 @@ def _train(stage: TokenizerStage | TransformerStage, out_dir: Path, saved: dict 
         if runtime.main:
             stage.preview(out_dir / "previews", step)
 
-    reporter = _Reporter(out_dir, runtime, quiet, config.steps, start, config.log_every, stage.name, stage.headline)
+    end = config.steps if stop_at is None else min(stop_at, config.steps)
+    reporter = _Reporter(out_dir, runtime, quiet, end, start, config.log_every, stage.name, stage.headline)
     videos = _base_dataset(stage.dataset)
     if isinstance(videos, VideoClipDataset) and videos.unreadable:
         reporter.message(f"[yellow]skipped {len(videos.unreadable)} unreadable videos:\n{videos.unreadable_report()}")
@@ -193,7 +198,7 @@ def _train(stage: TokenizerStage | TransformerStage, out_dir: Path, saved: dict 
     step = start
     try:
         with _Stop() as stop:
-            while step < config.steps:
+            while step < end:
                 batch = _next_batch(batches, stop, lambda: save(step))
                 lr = learning_rate(step, config.lr, config.warmup_steps, config.steps)
                 for optimizer in stage.optimizers:
@@ -217,7 +222,7 @@ def _train(stage: TokenizerStage | TransformerStage, out_dir: Path, saved: dict 
                 if reduced[-1] > 0:
                     save(step)
                     raise stop.error()
-                if config.save_every and step % config.save_every == 0 and step < config.steps:
+                if config.save_every and step % config.save_every == 0 and step < end:
                     save(step)
         reporter.flush(step, learning_rate(step, config.lr, config.warmup_steps, config.steps))
         save(step)

