@@ -50,7 +50,7 @@ from magvit_cli.tasks import mean_fill, nearest_fill
 from magvit_cli import video as vio
 from magvit_cli.checkpoint import load_model
 from magvit_cli.data import decode_frames, resize_crop
-from magvit_cli.editing import inpaint_video, outpaint_video
+from magvit_cli.edit import inpaint, outpaint
 from magvit_cli.errors import UsageError
 from magvit_cli.i3d import load_i3d
 from magvit_cli.metrics import frechet_distance, psnr, region_psnr, ssim
@@ -160,7 +160,7 @@ NATIVE = (("inpainting_c", "box", None), ("inpainting_dv", "dynamic-box", None),
 
 def native_resolution(model, examples: list[Path], length: int, options: DecodeOptions, out: Path) -> dict:
     """Inpainting and outpainting of held-out videos at their own resolution, through
-    editing.inpaint_video / outpaint_video, against the trivial fills;
+    magvit_cli.edit.inpaint / outpaint (what `magvit inpaint` / `outpaint` run), against the trivial fills;
     PSNR over the pixels the edit had to make up, averaged over segments."""
     rows: dict[str, dict[str, list[float]]] = {}
     sheets: dict[str, list] = {}
@@ -178,7 +178,7 @@ def native_resolution(model, examples: list[Path], length: int, options: DecodeO
                         continue
                     result = tmp / f"{name}_{task}"
                     if kept is None:  # inpainting: the hole of --mask `how`
-                        inpaint_video(model, whole, result, mask=how, options=options)
+                        inpaint(model, whole, result, mask=how, options=options)
                         hole = masks.parse_mask(how, (H, W), T, vio.FRAME_FOLDER_FPS)
                         keep = ~torch.stack([hole.at(i) for i in range(T)])[None, None]
                         fills = {"mean_colour_fill": mean_fill(clip, keep), "edge_replicate_fill": nearest_fill(clip, keep)}
@@ -187,7 +187,7 @@ def native_resolution(model, examples: list[Path], length: int, options: DecodeO
                                                     round(kept[3] * W))
                         source = write_frames(tmp / f"{name}_{task}_in", truth[:, :, top:bottom, left:right])
                         try:
-                            outpaint_video(model, source, result, direction=how, options=options)
+                            outpaint(model, source, result, direction=how, options=options)
                         except UsageError as error:  # e.g. a 640x136 strip is too thin for the model's view
                             skipped.append(f"{task} on {name}: {error.message}")
                             continue
