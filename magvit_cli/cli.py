@@ -543,7 +543,7 @@ def eval_command(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per generation batch.")] = 8,
     composite: Annotated[bool, typer.Option("--composite/--no-composite", help="Paste condition pixels back before scoring (off in the official code).")] = False,
     region: Annotated[str, typer.Option("--region", help="all: whole clips; edited: PSNR on the pixels the task made up only (FVD stays whole clips).")] = "all",
-    baselines: Annotated[bool, typer.Option("--baselines", help="Also score the free fills (repeat last frame, linear blend, nearest or mean colour padding) with the same metrics.")] = False,
+    baselines: Annotated[bool, typer.Option("--baselines", help="Also score the free fills (repeat last frame, linear blend, FFmpeg motion interpolation, nearest or mean colour padding) with the same metrics.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the JSON result to this file.")] = None,
     model: ModelOpt = None, device: DeviceOpt = "auto", seed: Annotated[int, typer.Option("--seed")] = 0,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Decoding steps. Default: the protocol's.")] = None,

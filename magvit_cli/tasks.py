@@ -213,7 +213,8 @@ def condition_from_mask(video: torch.Tensor, keep_mask: torch.Tensor, padding: s
 
 def baselines(task: Task | str, video: torch.Tensor, cond: Condition) -> dict[str, torch.Tensor]:
     """The fills a user gets for free, to measure a task's output against: the condition
-    video's own padding for the frame tasks (repeating the last frame, blending linearly),
+    video's own padding for the frame tasks (repeating the last frame, blending linearly)
+    and, for interpolation, FFmpeg's motion-compensated interpolation,
     nearest-known-pixel padding for outpainting, and for inpainting the clip's mean colour
     and the nearest known pixel. Known pixels stay as they are."""
     task = get_task(task)
@@ -223,10 +224,29 @@ def baselines(task: Task | str, video: torch.Tensor, cond: Condition) -> dict[st
     if task.id.startswith("frame_prediction"):
         return {"repeat_last_frame": cond.video}
     if task.id == "frame_interpolation":
-        return {"linear_blend": cond.video}
+        return {"linear_blend": cond.video, "motion_interpolation": motion_interpolated(video, keep)}
     if task.id.startswith("inpainting"):
         return {"mean_colour_fill": mean_fill(video, keep), "edge_replicate_fill": nearest_fill(video, keep)}
     return {"edge_replicate_padding": nearest_fill(video, keep)}
+
+
+def motion_interpolated(video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Unknown frames between two known ones made by FFmpeg's motion-compensated
+    interpolation (video.motion_interpolate), per clip; frames before the first or after
+    the last known frame repeat it. `keep` marks the known frames ([B or 1, 1, T, ...])."""
+    from .video import frames_to_tensor, motion_interpolate, tensor_to_frames
+
+    known = keep.reshape(*keep.shape[:3], -1).any(-1)[0, 0].nonzero()[:, 0].tolist()
+    out = video.clone()
+    for clip in range(video.shape[0]):
+        frames = tensor_to_frames(video[clip].float().cpu())  # [T, H, W, 3] uint8
+        for a, b in zip(known, known[1:]):
+            if b - a > 1:
+                made = frames_to_tensor(motion_interpolate(frames[a], frames[b], b - a))
+                out[clip, :, a + 1:b] = made.to(video)
+        out[clip, :, :known[0]] = video[clip, :, known[0], None]
+        out[clip, :, known[-1] + 1:] = video[clip, :, known[-1], None]
+    return out
 
 
 def mean_fill(video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

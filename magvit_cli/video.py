@@ -785,6 +785,49 @@ def _can_copy(muxer: str, stream) -> bool:
         return False
 
 
+def motion_interpolate(first: np.ndarray, last: np.ndarray, steps: int) -> np.ndarray:
+    """The `steps - 1` frames between two RGB frames [H, W, 3] uint8, made by FFmpeg's
+    motion-compensated interpolation (minterpolate: bidirectional block matching, overlapped
+    blocks, variable block size, no scene-change fallback to blending). Returns
+    [steps - 1, H, W, 3] uint8: the frames at 1/steps, ..., (steps - 1)/steps of the way."""
+    if steps < 2:
+        return np.empty((0, *first.shape), np.uint8)
+    height, width, _ = first.shape
+    if min(height, width) < 32:  # the filter needs two of its 16-px blocks each way: pad, then crop
+        grow = ((0, max(0, 32 - height)), (0, max(0, 32 - width)), (0, 0))
+        made = motion_interpolate(np.pad(first, grow, mode="edge"), np.pad(last, grow, mode="edge"), steps)
+        return np.ascontiguousarray(made[:, :height, :width])
+    graph = av.filter.Graph()
+    source = graph.add_buffer(width=width, height=height, format="yuv444p", time_base=Fraction(1))
+    interpolate = graph.add("minterpolate", f"fps={steps}:mi_mode=mci:mc_mode=aobmc:me_mode=bidir:vsbmc=1:scd=none")
+    sink = graph.add("buffersink")
+    source.link_to(interpolate)
+    interpolate.link_to(sink)
+    graph.configure()
+    made = {}
+    # Each frame twice (at -1, 0 and 1, 2): the filter estimates motion from a frame's
+    # neighbours on both sides, and makes nothing between the first two or last two it holds.
+    for pts, image in enumerate((first, first, last, last), start=-1):
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv444p")
+        frame.pts, frame.time_base = pts, Fraction(1)
+        graph.push(frame)
+        made.update(_drain(graph))
+    graph.push(None)
+    made.update(_drain(graph))
+    return np.stack([made[k] for k in range(1, steps)])  # output pts count in 1/steps
+
+
+def _drain(graph: av.filter.Graph) -> dict[int, np.ndarray]:
+    """The frames a filter graph has ready, by pts, as RGB arrays."""
+    out = {}
+    while True:
+        try:
+            frame = graph.pull()
+        except (av.error.BlockingIOError, av.error.EOFError):
+            return out
+        out[frame.pts] = frame.to_ndarray(format="rgb24")
+
+
 def _palette_graph(width: int, height: int, fps: Fraction) -> av.filter.Graph:
     """palettegen + paletteuse with a fresh 256-colour palette per frame: streams (no first
     pass over the whole video) and keeps colours far better than a fixed palette."""

@@ -313,6 +313,31 @@ def test_baselines_fill_only_unknown_pixels_the_way_their_names_say():
         tasks.baselines("full_generation", video, condition("full_generation", video, (4, 2, 2)))
 
 
+def test_motion_interpolation_baseline_is_ffmpegs_between_the_known_frames(monkeypatch):
+    """FI's third free baseline: the frames between the two known ones come from
+    video.motion_interpolate, clip by clip; the known frames stay as they are."""
+    from magvit_cli import video as vio
+
+    video = torch.rand(2, 3, 16, 8, 8)
+    video[1] = video[1].round()  # the two clips differ
+    calls = []
+
+    def fake(first, last, steps):
+        calls.append((first.copy(), last.copy(), steps))
+        return np.stack([np.full_like(first, 10 * len(calls) + k) for k in range(steps - 1)])
+
+    monkeypatch.setattr(vio, "motion_interpolate", fake)
+    fi = condition("frame_interpolation", video, (4, 2, 2))
+    made = tasks.baselines("frame_interpolation", video, fi)["motion_interpolation"]
+    assert [c[2] for c in calls] == [15, 15]
+    for clip, (first, last, _) in enumerate(calls):
+        assert np.array_equal(first, vio.tensor_to_frames(video[clip])[0])
+        assert np.array_equal(last, vio.tensor_to_frames(video[clip])[15])
+        assert torch.equal(made[clip, :, 0], video[clip, :, 0]) and torch.equal(made[clip, :, 15], video[clip, :, 15])
+        for k in range(14):
+            assert torch.allclose(made[clip, :, 1 + k], torch.full((3, 8, 8), (10 * (clip + 1) + k) / 255))
+
+
 def test_edge_replicate_fill_by_hand():
     """The free baseline of the inpainting and outpainting rows, on a 6 x 7 frame whose pixel
     (y, x) holds 10 y + x: each hole pixel copies the known pixel just outside the hole's nearest

@@ -1016,3 +1016,28 @@ def test_a_writer_carries_the_audio_from_its_start_by_default(tmp_path, clip_wit
         for frame in frames:
             writer.write(frame)
     assert reopen(tmp_path / "out.mkv")["burst_at"] == pytest.approx(1.0, abs=0.025)
+
+
+def test_motion_interpolation_follows_a_moving_texture_better_than_blending():
+    """FFmpeg's minterpolate between two frames of a texture that moved 8 px: the 7 frames
+    between are closer to the truth than linear blending (measured 18.7 against 14.7 dB), a
+    still frame comes back as itself, and one step has no frame between."""
+    from magvit_cli.video import motion_interpolate
+
+    rng = np.random.default_rng(0)
+    base = (rng.random((8, 10, 3)) * 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)  # 64 x 80
+    truth = np.stack([base[:, k:k + 64] for k in range(9)]).astype(np.float64)  # 1 px per frame
+
+    def psnr(a, b):
+        return 10 * np.log10(255 ** 2 / np.mean((a.astype(np.float64) - b) ** 2))
+
+    made = motion_interpolate(base[:, :64], base[:, 8:72], 8)
+    assert made.shape == (7, 64, 64, 3) and made.dtype == np.uint8
+    blend = np.stack([(1 - k / 8) * truth[0] + k / 8 * truth[8] for k in range(1, 8)])
+    assert psnr(made, truth[1:8]) > psnr(blend, truth[1:8]) + 2
+    still = motion_interpolate(base[:, :64], base[:, :64], 4)
+    assert still.shape == (3, 64, 64, 3) and psnr(still, truth[[0, 0, 0]]) > 40
+    assert motion_interpolate(base[:, :64], base[:, 8:72], 1).shape == (0, 64, 64, 3)
+    # Under the filter's 32 px: edge-padded for it, cropped back.
+    small = motion_interpolate(base[:16, :24], base[:16, :24], 3)
+    assert small.shape == (2, 16, 24, 3) and psnr(small, truth[[0, 0], :16, :24]) > 40
