@@ -6,19 +6,21 @@ Everything is at the model's resolution, on clips of `num_frames` frames cut fro
 the held-out split (`<data>/heldout/<class>/*.mp4`, first frames of each file):
 
   * tokenizer: PSNR and SSIM (magvit_cli.metrics, the official protocol), codebook
-    usage (% of codes used, perplexity of the code histogram), for the real camera
-    clips and for the whole held-out split;
+    usage (% of codes used, perplexity of the code histogram), for the real clips (the
+    held-out classes `camera` and `people`) and for the whole held-out split;
   * transformer: masked-token cross-entropy per task at mask ratio 0.5 (fixed masks);
-  * each task against the baseline a user already has, PSNR of the edited region only
-    (the pixels the model had to make up), real camera clips:
+  * each task against the baselines a user already has, PSNR of the edited region only
+    (the pixels the model had to make up), real clips, by source:
       inpainting  vs mean-colour fill and edge-replicate fill,
       outpainting vs edge-replicate padding,
-      interpolation vs linear blending of the two keyframes,
-      prediction (FP, and CFP with the class `camera`) vs repeating the last known frame;
+      interpolation vs linear blending of the two keyframes, FFmpeg's motion-compensated
+        interpolation between them (minterpolate) and the nearest keyframe repeated,
+      prediction (FP, and CFP with the class `camera`) vs repeating the last known frame
+        (it knows one frame: blending and motion interpolation need two);
     the model decodes greedily (argmax tokens) and with the CLI's default sampling
     (4 samples, seeds 1-4: their mean PSNR, and for prediction also the best of 4 per clip,
-    the paper's best-of-N protocol); with --i3d, also the FVD of the first sample and of
-    the baselines against the true clips;
+    the paper's best-of-N protocol), and the tables say per source which one wins; with
+    --i3d, also the FVD of the first sample and of the baselines against the true clips;
   * inpainting and outpainting at each clip's own resolution, through the editing layer
     users run (`magvit inpaint` / `magvit outpaint`: the model works at its size and the
     result is composited back, default sampling, seed 0): 16-frame segments of the held-out
@@ -26,6 +28,7 @@ the held-out split (`<data>/heldout/<class>/*.mp4`, first frames of each file):
     margins the model makes up are compared with the real ones. Edited region only,
     against the same fills computed at that resolution.
 
+--tasks limits the run to some tasks (e.g. `--tasks frame_interpolation frame_prediction`).
 Writes results.json, its tables as tables.md (markdown, for the model card) and one contact
 sheet per task (input | mask | output | truth, three clips) into --out.
 """
@@ -57,8 +60,10 @@ from magvit_cli.metrics import frechet_distance, psnr, region_psnr, ssim
 from magvit_cli.decoding import DecodeOptions
 from magvit_cli.train import masked_token_loss
 
+REAL_CLASSES = ("camera", "people")  # the held-out classes of real footage (prepare_data.py)
 INPAINT = ("inpainting_c", "inpainting_dv")
 OUTPAINT = ("outpainting_c", "outpainting_v", "outpainting_h", "outpainting_dv")
+TEMPORAL = ("frame_interpolation", "frame_prediction", "frame_prediction_c")
 GREEDY = dict(temperature=1e-6, choice_temperature=0.0)  # argmax tokens, most confident first
 SAMPLES = 4
 TRAIN_PER_CLASS = 8  # training clips per class for the frame-prediction-on-seen-data row
@@ -76,6 +81,14 @@ def load_clips(folder: Path, num_frames: int, resolution: tuple[int, int],
         frames = torch.from_numpy(decode_frames(str(path), 0, num_frames)).permute(3, 0, 1, 2).float() / 255
         clips.append(resize_crop(frames, resolution, (0.5, 0.5)))
     return torch.stack(clips), [p.relative_to(folder).as_posix() for p in paths]
+
+
+def nearest_known_frame(video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Every frame replaced by the nearest known one (ties: the earlier); `keep` marks the
+    known frames ([B or 1, 1, T, ...])."""
+    known = keep.reshape(*keep.shape[:3], -1).any(-1)[0, 0].nonzero()[:, 0]
+    nearest = known[(torch.arange(video.shape[2])[:, None] - known[None]).abs().argmin(1)]
+    return video[:, :, nearest]
 
 
 def batched(function, *tensors: torch.Tensor, size: int = 8) -> torch.Tensor:
@@ -127,7 +140,7 @@ def by_source(names: list[str], scores: dict[str, torch.Tensor]) -> dict[str, di
 
 def against_best(scores: dict[str, float]) -> str:
     """'model / best baseline' of one source's scores."""
-    return f"{scores['model_sampled']:.2f} / {max(v for k, v in scores.items() if k != 'model_sampled'):.2f}"
+    return f"{scores['model_sampled']:.2f} / {max(v for k, v in scores.items() if not k.startswith('model')):.2f}"
 
 
 def segments(path: Path, length: int, count: int = 3) -> list[tuple[int, torch.Tensor]]:
@@ -230,7 +243,10 @@ def main() -> None:
                         default=[Path("examples") / f"{n}.mp4" for n in ("bikes", "carphone", "city")],
                         help="held-out videos for the native-resolution rows (the repository's examples)")
     parser.add_argument("--i3d", help="I3D weights (python -m magvit_cli.i3d) for FVD; no FVD without it")
+    parser.add_argument("--tasks", nargs="+", choices=list(task_lib.TASKS),
+                        help="measure only these tasks (default: all of the model's); the tokenizer is always measured")
     args = parser.parse_args()
+    measured = set(args.tasks or task_lib.TASKS)
     started = time.perf_counter()
 
     model = load_model(args.model, device="cpu").eval()
@@ -239,7 +255,10 @@ def main() -> None:
     results: dict = {"model": str(args.model), "num_frames": T, "resolution": list(resolution)}
 
     heldout = args.data / "heldout"
-    real, real_names = load_clips(heldout / "camera", T, resolution)
+    real_folders = [heldout / name for name in REAL_CLASSES if (heldout / name).is_dir()]
+    loaded = [load_clips(folder, T, resolution) for folder in real_folders]
+    real = torch.cat([clips for clips, _ in loaded])
+    real_names = [f"{folder.name}/{name}" for folder, (_, names) in zip(real_folders, loaded) for name in names]
     every, every_names = load_clips(heldout, T, resolution)
     results["clips"] = {"real": len(real), "all_heldout": len(every), "real_names": real_names}
 
@@ -290,8 +309,8 @@ def main() -> None:
 
     table = {}
     sheets = {}
-    for task in INPAINT + OUTPAINT + ("frame_interpolation", "frame_prediction", "frame_prediction_c"):
-        if task not in config.tasks:
+    for task in INPAINT + OUTPAINT + TEMPORAL:
+        if task not in config.tasks or task not in measured:
             continue
         cond = task_lib.condition(task, real, latent)
         keep = cond.video_mask
@@ -304,7 +323,9 @@ def main() -> None:
         if task.startswith("frame_prediction"):
             row[f"model_best_of_{SAMPLES}"] = summary(sample_psnr.max(0).values)
         baselines = task_lib.baselines(task, real, cond)
-        per_clip = {"model_sampled": sample_psnr.mean(0)}
+        if task == "frame_interpolation":
+            baselines["nearest_known_frame"] = nearest_known_frame(real, keep)
+        per_clip = {"model_sampled": sample_psnr.mean(0), "model_greedy": region_psnr(greedy, real, edited)}
         for name, video in baselines.items():
             per_clip[name] = region_psnr(video, real, edited)
             row[name] = summary(per_clip[name])
@@ -323,8 +344,14 @@ def main() -> None:
         recon = batched(model.decode, batched(model.encode, real))
         results["fvd_tokenizer_real"] = fvd(recon)
 
+    if "frame_prediction" not in measured:
+        write(args.out, results)
+        return
+
     # Frame prediction on clips the model was trained on (the training issue's bar).
     seen, seen_names = load_clips(args.data / "train", T, resolution, per_class=TRAIN_PER_CLASS)
+    ours = [i for i, name in enumerate(seen_names) if name.split("/")[0] in config.class_names]  # a newer build's classes
+    seen, seen_names = seen[ours], [seen_names[i] for i in ours]
     seen_labels = torch.tensor([config.class_names.index(n.split("/")[0]) for n in seen_names])
     cond = task_lib.condition("frame_prediction", seen, latent)
     predicted = torch.cat([model.run_task("frame_prediction", seen[i:i + 8], None, DecodeOptions(seed=args.seed, **GREEDY))
@@ -340,11 +367,12 @@ def main() -> None:
         "repeat_last_frame": summary(region_psnr(cond.video, seen, edited)), "per_class": per_class}
     print("frame prediction, training clips", results["frame_prediction_training_clips"], flush=True)
 
-    results["native_resolution_psnr_edited_region"] = native_resolution(
-        model, args.examples, T, DecodeOptions(seed=args.seed), args.out)
+    if measured & set(INPAINT + OUTPAINT):
+        results["native_resolution_psnr_edited_region"] = native_resolution(
+            model, args.examples, T, DecodeOptions(seed=args.seed), args.out)
 
     # Class-conditional generation: one clip per class, for a look, no score.
-    if "full_generation" in config.tasks:
+    if "full_generation" in config.tasks and "full_generation" in measured:
         generated = [model.run_task("full_generation", None, model.labels(c, 1), DecodeOptions(seed=args.seed))[0]
                      for c in range(tconfig.num_classes)]
         contact_sheet(args.out / "sheet_full_generation.png", [(g,) for g in generated], frames=8)
@@ -393,6 +421,15 @@ def tables(results: dict) -> str:
     for task, row in results["tasks_psnr_edited_region"].items():
         cells = [against_best(row["by_source"][source]) for source in counts]
         lines.append(f"| {task_lib.get_task(task).short} | " + " | ".join(cells) + " |")
+    temporal = {task: row for task, row in results["tasks_psnr_edited_region"].items() if task in TEMPORAL}
+    if temporal:
+        lines += ["", "| Task | Source | Greedy | Sampled | Baselines | Best |", "|---|---|---:|---:|---|---|"]
+        for task, row in temporal.items():
+            for source, scores in row["by_source"].items():
+                base = {k: v for k, v in scores.items() if not k.startswith("model")}
+                best = max(scores, key=scores.get)
+                lines.append(f"| {task_lib.get_task(task).short} | {source} | {scores['model_greedy']:.2f} | "
+                             f"{scores['model_sampled']:.2f} | {listing(base)} | {label(best)} |")
     native = results.get("native_resolution_psnr_edited_region", {})
     if native:
         lines += ["", "| Task | Model, sampled | Baseline(s) | Verdict | Segments | By video (model / best fill) |",
