@@ -3,7 +3,7 @@ candidate tokenizer, each measured on the held-out clips against the bicubic thu
 own token grid, and timed on every task.
 
     python weights/recipe/choose_grid.py --data /work/data --data128 /work/data128 \\
-        --minutes 12 --points 3 --out /work/runs/grids
+        --minutes 15 --points 3 --out /work/runs/grids
 
 Candidates: the `small` tokenizer preset's width (filters 32, one residual block per level,
 64-dimensional codes) with 1,024 codes, trained from scratch without the GAN term:
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("/work/data"), help="the 64 x 64 build of prepare_data.py")
     parser.add_argument("--data128", type=Path, default=Path("/work/data128"), help="the 128 x 128 build")
     parser.add_argument("--out", type=Path, default=Path("/work/runs/grids"))
-    parser.add_argument("--minutes", type=float, default=12.0, help="training minutes per candidate")
+    parser.add_argument("--minutes", type=float, default=15.0, help="training minutes per candidate")
     parser.add_argument("--points", type=int, default=3, help="measurements per run, evenly spaced in time")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
