@@ -21,7 +21,7 @@ from common import TINY_TOKENIZER, TRANSFORMER_SIZES, PeakMemory, compiled, devi
 from magvit_cli import decoding, tasks
 from magvit_cli.decoding import DecodeOptions
 from magvit_cli.model import Magvit, ModelConfig
-from magvit_cli.tokenizer import TOKENIZER_PRESETS
+from magvit_cli.tokenizer import TOKENIZER_PRESETS, TokenizerConfig
 from magvit_cli.transformer import TRANSFORMER_PRESETS, TransformerConfig
 
 FAMILIES = {  # family: (task, new frames out of T)
@@ -40,6 +40,15 @@ PRESETS = {  # name: (tokenizer, transformer size, resolution)
 
 def random_model(preset: str) -> Magvit:
     tokenizer, size, resolution = PRESETS[preset]
+    model = with_random_transformer(tokenizer, size, resolution)
+    model.source = f"random {preset}"
+    return model
+
+
+def with_random_transformer(tokenizer: TokenizerConfig, size: TransformerConfig,
+                            resolution: tuple[int, int]) -> Magvit:
+    """A model of 16-frame clips at `resolution` with a transformer of `size` on the tokenizer's
+    grid, every task and 101 classes, random weights (seed 0): its speed is the trained one's."""
     config = ModelConfig(tokenizer=tokenizer, transformer=None, num_frames=16, resolution=resolution,
                          tasks=list(tasks.TASKS), class_names=[f"class_{i}" for i in range(101)])
     config.transformer = TransformerConfig(
@@ -47,9 +56,7 @@ def random_model(preset: str) -> Magvit:
         hidden_size=size.hidden_size, num_layers=size.num_layers, num_heads=size.num_heads, mlp_dim=size.mlp_dim,
         dropout=0.0, attention_dropout=0.0)
     torch.manual_seed(0)
-    model = Magvit(config).eval().requires_grad_(False)
-    model.source = f"random {preset}"
-    return model
+    return Magvit(config).eval().requires_grad_(False)
 
 
 def load(model_id: str | None, preset: str | None) -> Magvit:

@@ -18,8 +18,7 @@ Each is reported as mean ± std over folds. `recon` scores the tokenizer alone: 
 For the tasks with known pixels, `region="edited"` scores PSNR on the pixels the task made
 up only, and `baselines=True` scores the free fills a user already has (tasks.baselines:
 repeating the last frame, blending, FFmpeg's motion-compensated interpolation, padding with
-the nearest or the mean colour) with the
-same metrics, next to the model.
+the nearest or the mean colour) with the same metrics, next to the model.
 """
 
 from __future__ import annotations

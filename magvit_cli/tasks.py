@@ -233,10 +233,10 @@ def baselines(task: Task | str, video: torch.Tensor, cond: Condition) -> dict[st
 def motion_interpolated(video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Unknown frames between two known ones made by FFmpeg's motion-compensated
     interpolation (video.motion_interpolate), per clip; frames before the first or after
-    the last known frame repeat it. `keep` marks the known frames ([B or 1, 1, T, ...])."""
+    the last known frame repeat it. `keep` ([1, 1, T, H|1, W|1]) marks the known frames."""
     from .video import frames_to_tensor, motion_interpolate, tensor_to_frames
 
-    known = keep.reshape(*keep.shape[:3], -1).any(-1)[0, 0].nonzero()[:, 0].tolist()
+    known = keep.any(dim=(3, 4)).view(-1).nonzero()[:, 0].tolist()  # as pad_video: one mask for the batch
     out = video.clone()
     for clip in range(video.shape[0]):
         frames = tensor_to_frames(video[clip].float().cpu())  # [T, H, W, 3] uint8

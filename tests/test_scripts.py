@@ -10,8 +10,9 @@ SCRIPTS = sorted([*REPO.glob("weights/recipe/*.py"), *REPO.glob("benchmarks/*.py
 
 IMPORT_ALL = """
 import importlib.util, sys
+from pathlib import Path
 for path in sys.argv[1:]:
-    sys.path[:0] = [str(__import__("pathlib").Path(path).parent)]
+    sys.path.insert(0, str(Path(path).parent))
     name = "script_" + path.replace("/", "_").replace(".", "_")
     spec = importlib.util.spec_from_file_location(name, path)
     sys.modules[name] = module = importlib.util.module_from_spec(spec)  # dataclasses look their module up

@@ -39,15 +39,14 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from common import TRANSFORMER_SIZES  # noqa: E402
 from evaluate import batched, by_source, codebook_stats, load_clips  # noqa: E402
-from task_speed import measure  # noqa: E402
+from task_speed import measure, with_random_transformer  # noqa: E402
 
-from magvit_cli import tasks, train, train_config  # noqa: E402
+from magvit_cli import train, train_config  # noqa: E402
 from magvit_cli.checkpoint import load_model  # noqa: E402
 from magvit_cli.data import VideoClipDataset  # noqa: E402
 from magvit_cli.decoding import autocast_dtype  # noqa: E402
 from magvit_cli.metrics import psnr  # noqa: E402
 from magvit_cli.model import Magvit  # noqa: E402
-from magvit_cli.transformer import TransformerConfig  # noqa: E402
 
 CANDIDATES = {  # name: (channel multipliers, temporal downsampling per level, resolution)
     "4x8x8@64": ((1, 2, 2, 4), (True, True, False), 64),
@@ -90,17 +89,10 @@ def measure_tokenizer(model: Magvit, clips: torch.Tensor, names: list[str]) -> d
             **codebook_stats(codes, model.config.tokenizer.codebook_size)}
 
 
-def task_seconds(folder: Path) -> dict[str, float]:
+def task_seconds(model: Magvit) -> dict[str, float]:
     """Seconds per 16-frame window of each task family: the candidate's tokenizer with the small
     transformer (random weights) on its token grid."""
-    model = load_model(folder, device="cpu")
-    config = dataclasses.replace(model.config, tasks=list(tasks.TASKS), class_names=["class_0"])
-    size = TRANSFORMER_SIZES["small"]
-    config.transformer = TransformerConfig(
-        codebook_size=config.tokenizer.codebook_size, num_classes=1, multi_task=True,
-        latent_shape=config.latent_shape, hidden_size=size.hidden_size, num_layers=size.num_layers,
-        num_heads=size.num_heads, mlp_dim=size.mlp_dim, dropout=0.0, attention_dropout=0.0)
-    timed = Magvit(config).eval().requires_grad_(False)
+    timed = with_random_transformer(model.config.tokenizer, TRANSFORMER_SIZES["small"], model.config.resolution)
     timed.tokenizer.load_state_dict(model.tokenizer.state_dict())
     timed.force = True
     rows = measure(timed, ["FP", "FI", "OP", "IP", "CG"], 1, "auto", "eager", 1, torch.device("cpu"))
@@ -152,14 +144,13 @@ def run_candidate(name: str, data: Path, out: Path, minutes: float, points: int,
         results["points"].append(row)
         print(f"{name}: step {stop}/{steps}, {row['psnr']:.2f} dB, codes used {row['codes_used_pct']} %", flush=True)
         results_path.write_text(json.dumps(results, indent=1))
-    if "thumbnail" not in results:
-        grid = load_model(folder / "run", device="cpu").config.latent_shape[1:]
+    if "task_seconds" not in results:
+        model = load_model(folder / "run", device="cpu")
+        grid = model.config.latent_shape[1:]
         scores = {"psnr": psnr(thumbnail(clips, grid), clips)}
         results["thumbnail"] = {"grid": list(grid), "psnr": round(float(scores["psnr"].mean()), 2),
                                 "by_source": by_source(names, scores)}
-    if "task_seconds" not in results:
-        results["task_seconds"] = task_seconds(folder / "run")
-        model = load_model(folder / "run", device="cpu")
+        results["task_seconds"] = task_seconds(model)
         results["parameters"] = sum(p.numel() for p in model.tokenizer.parameters())
         results["clips"] = len(names)
         results_path.write_text(json.dumps(results, indent=1))
@@ -167,10 +158,10 @@ def run_candidate(name: str, data: Path, out: Path, minutes: float, points: int,
 
 
 def table(all_results: dict[str, dict]) -> str:
-    lines = ["| Candidate | Tokens | Steps (batch) | " + " | ".join(
-        f"{p['minutes']:g} min" for p in next(iter(all_results.values()))["points"]) +
-        " | Thumbnail | Worst source vs thumbnail | Codes used | Slowest task s/window |",
-        "|---|---:|---:|" + "---:|" * (len(next(iter(all_results.values()))["points"]) + 4)]
+    points = next(iter(all_results.values()))["points"]
+    lines = ["| Candidate | Tokens | Steps (batch) | " + " | ".join(f"{p['minutes']:g} min" for p in points) +
+             " | Thumbnail | Worst source vs thumbnail | Codes used | Slowest task s/window |",
+             "|---|---:|---:|" + "---:|" * (len(points) + 4)]
     for name, r in all_results.items():
         last = r["points"][-1]
         gaps = {s: last["by_source"][s]["psnr"] - r["thumbnail"]["by_source"][s]["psnr"] for s in last["by_source"]}
@@ -183,8 +174,7 @@ def table(all_results: dict[str, dict]) -> str:
                      f" {slowest} {r['task_seconds'][slowest]:.2f} |")
     lines += ["", "Per source, after the last point (model / thumbnail, dB):", "",
               "| Source | " + " | ".join(all_results) + " |", "|---|" + "---:|" * len(all_results)]
-    sources = list(next(iter(all_results.values()))["points"][-1]["by_source"])
-    for source in sources:
+    for source in points[-1]["by_source"]:
         lines.append(f"| {source} | " + " | ".join(
             f"{r['points'][-1]['by_source'][source]['psnr']:.2f} / {r['thumbnail']['by_source'][source]['psnr']:.2f}"
             for r in all_results.values()) + " |")

@@ -84,9 +84,9 @@ def load_clips(folder: Path, num_frames: int, resolution: tuple[int, int],
 
 
 def nearest_known_frame(video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Every frame replaced by the nearest known one (ties: the earlier); `keep` marks the
-    known frames ([B or 1, 1, T, ...])."""
-    known = keep.reshape(*keep.shape[:3], -1).any(-1)[0, 0].nonzero()[:, 0]
+    """Every frame replaced by the nearest known one (ties: the earlier); `keep`
+    ([1, 1, T, H|1, W|1]) marks the known frames."""
+    known = keep.any(dim=(3, 4)).view(-1).nonzero()[:, 0]
     nearest = known[(torch.arange(video.shape[2])[:, None] - known[None]).abs().argmin(1)]
     return video[:, :, nearest]
 
