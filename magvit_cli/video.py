@@ -790,6 +790,8 @@ def motion_interpolate(first: np.ndarray, last: np.ndarray, steps: int) -> np.nd
     motion-compensated interpolation (minterpolate: bidirectional block matching, overlapped
     blocks, variable block size, no scene-change fallback to blending). Returns
     [steps - 1, H, W, 3] uint8: the frames at 1/steps, ..., (steps - 1)/steps of the way."""
+    if first.shape != last.shape:
+        raise ValueError(f"frames of different shapes: {first.shape} and {last.shape}")
     if steps < 2:
         return np.empty((0, *first.shape), np.uint8)
     height, width, _ = first.shape

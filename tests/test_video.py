@@ -1041,3 +1041,5 @@ def test_motion_interpolation_follows_a_moving_texture_better_than_blending():
     # Under the filter's 32 px: edge-padded for it, cropped back.
     small = motion_interpolate(base[:16, :24], base[:16, :24], 3)
     assert small.shape == (2, 16, 24, 3) and psnr(small, truth[[0, 0], :16, :24]) > 40
+    with pytest.raises(ValueError, match="different shapes"):
+        motion_interpolate(base[:, :64], base[:, :48], 4)

@@ -191,6 +191,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=list(CANDIDATES))
     args = parser.parse_args()
+    for name in args.candidates:
+        data = training_data(name, args.data, args.data128)
+        if not (data / "train").is_dir() or not (data / "heldout").is_dir():
+            size = CANDIDATES[name][2]
+            parser.error(f"{name} needs the {size} x {size} clips in {data}: build them with "
+                         f"weights/recipe/prepare_data.py --out {data} --size {size}")
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.candidates:  # every calibration first, on a machine nothing else has warmed up yet
         calibrate(name, training_data(name, args.data, args.data128), args.out, args.minutes, args.points, args.batch)
