@@ -34,11 +34,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from common import TRANSFORMER_SIZES  # noqa: E402
-from evaluate import batched, by_source, codebook_stats, load_clips  # noqa: E402
+from evaluate import batched, by_source, codebook_stats, load_clips, thumbnail  # noqa: E402
 from task_speed import measure, with_random_transformer  # noqa: E402
 
 from magvit_cli import train, train_config  # noqa: E402
@@ -69,15 +68,6 @@ def candidate_config(name: str, batch: int) -> train_config.TokenizerTrainConfig
                                batch_size=batch, lr=1e-3, beta1=0.9, warmup_steps=50, ema_decay=0.99,
                                adversarial_weight=0.0, r1_weight=0.0, precision=precision, num_workers=1,
                                log_every=10, save_every=100, preview_every=0)
-
-
-def thumbnail(clips: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Each frame of [B, 3, T, H, W] shrunk to `grid` and scaled back up, bicubic both ways."""
-    B, C, T, H, W = clips.shape
-    frames = clips.transpose(1, 2).reshape(B * T, C, H, W)
-    small = F.interpolate(frames, size=grid, mode="bicubic", antialias=True, align_corners=False)
-    back = F.interpolate(small, size=(H, W), mode="bicubic", align_corners=False).clamp(0, 1)
-    return back.reshape(B, T, C, H, W).transpose(1, 2)
 
 
 def measure_tokenizer(model: Magvit, clips: torch.Tensor, names: list[str]) -> dict:

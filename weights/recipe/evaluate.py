@@ -23,8 +23,9 @@ the held-out split (`<data>/heldout/<class>/*.mp4`, first frames of each file):
     --i3d, also the FVD of the first sample and of the baselines against the true clips;
   * inpainting and outpainting at each clip's own resolution, through the editing layer
     users run (`magvit inpaint` / `magvit outpaint`: the model works at its size and the
-    result is composited back, default sampling, seed 0): 16-frame segments of the held-out
-    example videos (--examples); for outpainting the input is the segment's central part and the
+    result is composited back, default sampling, seed 0): three 16-frame held-out windows of
+    every real held-out source, read from its untouched file (`<data>/sources`, faces and
+    talking heads included); for outpainting the input is the window's central part and the
     margins the model makes up are compared with the real ones. Edited region only,
     against the same fills computed at that resolution.
 
@@ -59,6 +60,7 @@ from magvit_cli.i3d import load_i3d
 from magvit_cli.metrics import frechet_distance, psnr, region_psnr, ssim
 from magvit_cli.decoding import DecodeOptions
 from magvit_cli.train import masked_token_loss
+from prepare_data import VIDEOS, paths
 
 REAL_CLASSES = ("camera", "people")  # the held-out classes of real footage (prepare_data.py)
 INPAINT = ("inpainting_c", "inpainting_dv")
@@ -89,6 +91,16 @@ def nearest_known_frame(video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor
     known = keep.any(dim=(3, 4)).view(-1).nonzero()[:, 0]
     nearest = known[(torch.arange(video.shape[2])[:, None] - known[None]).abs().argmin(1)]
     return video[:, :, nearest]
+
+
+def thumbnail(clips: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Each frame of [B, 3, T, H, W] shrunk to `grid` and scaled back up, bicubic both ways:
+    what a token grid of that size keeps without any learning."""
+    B, C, T, H, W = clips.shape
+    frames = clips.transpose(1, 2).reshape(B * T, C, H, W)
+    small = F.interpolate(frames, size=grid, mode="bicubic", antialias=True, align_corners=False)
+    back = F.interpolate(small, size=(H, W), mode="bicubic", align_corners=False).clamp(0, 1)
+    return back.reshape(B, T, C, H, W).transpose(1, 2)
 
 
 def batched(function, *tensors: torch.Tensor, size: int = 8) -> torch.Tensor:
@@ -143,12 +155,27 @@ def against_best(scores: dict[str, float]) -> str:
     return f"{scores['model_sampled']:.2f} / {max(v for k, v in scores.items() if not k.startswith('model')):.2f}"
 
 
-def segments(path: Path, length: int, count: int = 3) -> list[tuple[int, torch.Tensor]]:
-    """`count` evenly spaced segments of `length` frames of a video: (start, [3, T, H, W])."""
-    frames = vio.frames_to_tensor(vio.read_video(path)[0])  # [3, T, H, W]
-    total = frames.shape[1]
-    starts = sorted({round(i * (total - length) / max(count - 1, 1)) for i in range(count)})
-    return [(s, frames[:, s:s + length]) for s in starts]
+def heldout_segments(data: Path, length: int, per_source: int = 3) -> list[tuple[str, torch.Tensor]]:
+    """`per_source` evenly spaced held-out windows of every real held-out source, read from the
+    untouched source file (`<data>/sources`) at its own resolution: (name, [3, length, H, W]).
+    The windows are the ones `prepare_data.py` cut (manifest.jsonl), so they never overlap training."""
+    files = {video.name: Path(paths(video)[0]).name for video in VIDEOS}
+    windows: dict[str, list[dict]] = {}
+    for line in (data / "manifest.jsonl").read_text().splitlines():
+        recipe = json.loads(line)
+        if recipe["split"] == "heldout" and recipe["class"] in REAL_CLASSES:
+            windows.setdefault(recipe["source"], []).append(recipe)
+    out, decoded = [], {}
+    for source, recipes in windows.items():
+        picks = sorted({round(i * (len(recipes) - 1) / max(per_source - 1, 1)) for i in range(per_source)})
+        for number, recipe in enumerate(recipes[i] for i in picks):
+            file = recipe.get("file", files[source])
+            if file not in decoded:
+                decoded[file] = vio.frames_to_tensor(vio.read_video(data / "sources" / file)[0])  # [3, T, H, W]
+            truth = decoded[file][:, recipe["start"]:recipe["start"] + length]
+            if truth.shape[1] == length:
+                out.append((f"{source}_{number}", truth))
+    return out
 
 
 def write_frames(folder: Path, video: torch.Tensor) -> Path:
@@ -171,7 +198,7 @@ NATIVE = (("inpainting_c", "box", None), ("inpainting_dv", "dynamic-box", None),
           ("outpainting_h", "vertical", (0.25, 0.75, 0.0, 1.0)))
 
 
-def native_resolution(model, examples: list[Path], length: int, options: DecodeOptions, out: Path) -> dict:
+def native_resolution(model, segments: list[tuple[str, torch.Tensor]], options: DecodeOptions, out: Path) -> dict:
     """Inpainting and outpainting of held-out videos at their own resolution, through
     magvit_cli.edit.inpaint / outpaint (what `magvit inpaint` / `outpaint` run), against the trivial fills;
     PSNR over the pixels the edit had to make up, averaged over segments."""
@@ -180,45 +207,43 @@ def native_resolution(model, examples: list[Path], length: int, options: DecodeO
     skipped: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for path in examples:
-            for start, truth in segments(path, length):
-                name = f"{path.stem}_{start}"
-                clip = truth[None]
-                _, T, H, W = truth.shape
-                whole = write_frames(tmp / f"{name}_in", truth)
-                for task, how, kept in NATIVE:
-                    if task not in model.config.tasks:
+        for name, truth in segments:
+            clip = truth[None]
+            _, T, H, W = truth.shape
+            whole = write_frames(tmp / f"{name}_in", truth)
+            for task, how, kept in NATIVE:
+                if task not in model.config.tasks:
+                    continue
+                result = tmp / f"{name}_{task}"
+                if kept is None:  # inpainting: the hole of --mask `how`
+                    inpaint(model, whole, result, mask=how, options=options)
+                    hole = masks.parse_mask(how, (H, W), T, vio.FRAME_FOLDER_FPS)
+                    keep = ~torch.stack([hole.at(i) for i in range(T)])[None, None]
+                    fills = {"mean_colour_fill": mean_fill(clip, keep), "edge_replicate_fill": nearest_fill(clip, keep)}
+                else:  # outpainting: grow the central part back to the full frame
+                    top, bottom, left, right = (round(kept[0] * H), round(kept[1] * H), round(kept[2] * W),
+                                                round(kept[3] * W))
+                    source = write_frames(tmp / f"{name}_{task}_in", truth[:, :, top:bottom, left:right])
+                    try:
+                        outpaint(model, source, result, direction=how, options=options)
+                    except UsageError as error:  # e.g. a 640x136 strip is too thin for the model's view
+                        skipped.append(f"{task} on {name}: {error.message}")
                         continue
-                    result = tmp / f"{name}_{task}"
-                    if kept is None:  # inpainting: the hole of --mask `how`
-                        inpaint(model, whole, result, mask=how, options=options)
-                        hole = masks.parse_mask(how, (H, W), T, vio.FRAME_FOLDER_FPS)
-                        keep = ~torch.stack([hole.at(i) for i in range(T)])[None, None]
-                        fills = {"mean_colour_fill": mean_fill(clip, keep), "edge_replicate_fill": nearest_fill(clip, keep)}
-                    else:  # outpainting: grow the central part back to the full frame
-                        top, bottom, left, right = (round(kept[0] * H), round(kept[1] * H), round(kept[2] * W),
-                                                    round(kept[3] * W))
-                        source = write_frames(tmp / f"{name}_{task}_in", truth[:, :, top:bottom, left:right])
-                        try:
-                            outpaint(model, source, result, direction=how, options=options)
-                        except UsageError as error:  # e.g. a 640x136 strip is too thin for the model's view
-                            skipped.append(f"{task} on {name}: {error.message}")
-                            continue
-                        keep = torch.zeros(1, 1, 1, H, W, dtype=torch.bool)
-                        keep[..., top:bottom, left:right] = True
-                        fills = {"edge_replicate_padding": nearest_fill(clip, keep)}
-                    output = read_frames(result)[None]
-                    if output.shape != clip.shape:
-                        raise RuntimeError(f"{task} on {name}: output {list(output.shape)}, expected {list(clip.shape)}")
-                    edited = ~keep
-                    row = rows.setdefault(task, {"segments": []})
-                    row["segments"].append(name)
-                    row.setdefault("model_sampled", []).append(float(region_psnr(output, clip, edited)))
-                    for fill, video in fills.items():
-                        row.setdefault(fill, []).append(float(region_psnr(video, clip, edited)))
-                    if start == 0:
-                        mask_view = torch.where(keep, clip, torch.full_like(clip, 0.5))[0]
-                        sheets.setdefault(task, []).append((mask_view, output[0], truth))
+                    keep = torch.zeros(1, 1, 1, H, W, dtype=torch.bool)
+                    keep[..., top:bottom, left:right] = True
+                    fills = {"edge_replicate_padding": nearest_fill(clip, keep)}
+                output = read_frames(result)[None]
+                if output.shape != clip.shape:
+                    raise RuntimeError(f"{task} on {name}: output {list(output.shape)}, expected {list(clip.shape)}")
+                edited = ~keep
+                row = rows.setdefault(task, {"segments": []})
+                row["segments"].append(name)
+                row.setdefault("model_sampled", []).append(float(region_psnr(output, clip, edited)))
+                for fill, video in fills.items():
+                    row.setdefault(fill, []).append(float(region_psnr(video, clip, edited)))
+                if name.endswith("_0"):  # one row per source
+                    mask_view = torch.where(keep, clip, torch.full_like(clip, 0.5))[0]
+                    sheets.setdefault(task, []).append((mask_view, output[0], truth))
     for task, picks in sheets.items():
         contact_sheet(out / f"sheet_native_{task}.png", picks)
     table = {}
@@ -233,15 +258,36 @@ def native_resolution(model, examples: list[Path], length: int, options: DecodeO
     return table
 
 
+def prediction_on_training_clips(model, data: Path, seed: int) -> dict:
+    """Frame prediction on clips the model was trained on (the training issue's bar): greedy
+    against repeating the last frame, overall and per class."""
+    config = model.config
+    T, resolution, latent = config.num_frames, tuple(config.resolution), config.latent_shape
+    seen, seen_names = load_clips(data / "train", T, resolution, per_class=TRAIN_PER_CLASS)
+    ours = [i for i, name in enumerate(seen_names) if name.split("/")[0] in config.class_names]  # a newer build's classes
+    seen, seen_names = seen[ours], [seen_names[i] for i in ours]
+    seen_labels = torch.tensor([config.class_names.index(n.split("/")[0]) for n in seen_names])
+    cond = task_lib.condition("frame_prediction", seen, latent)
+    predicted = torch.cat([model.run_task("frame_prediction", seen[i:i + 8], None, DecodeOptions(seed=seed, **GREEDY))
+                           for i in range(0, len(seen), 8)])
+    edited = ~cond.video_mask
+    per_class = {}
+    for name in config.class_names:
+        pick = seen_labels == config.class_names.index(name)
+        per_class[name] = {"model_greedy": summary(region_psnr(predicted[pick], seen[pick], edited)),
+                           "repeat_last_frame": summary(region_psnr(cond.video[pick], seen[pick], edited))}
+    row = {"clips": len(seen), "model_greedy": summary(region_psnr(predicted, seen, edited)),
+           "repeat_last_frame": summary(region_psnr(cond.video, seen, edited)), "per_class": per_class}
+    print("frame prediction, training clips", row, flush=True)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="weights")
     parser.add_argument("--data", type=Path, default=Path("/work/data"))
     parser.add_argument("--out", type=Path, default=Path("/work/runs/eval"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--examples", type=Path, nargs="*",
-                        default=[Path("examples") / f"{n}.mp4" for n in ("bikes", "carphone", "city")],
-                        help="held-out videos for the native-resolution rows (the repository's examples)")
     parser.add_argument("--i3d", help="I3D weights (python -m magvit_cli.i3d) for FVD; no FVD without it")
     parser.add_argument("--tasks", nargs="+", choices=list(task_lib.TASKS),
                         help="measure only these tasks (default: all of the model's); the tokenizer is always measured")
@@ -262,13 +308,27 @@ def main() -> None:
     every, every_names = load_clips(heldout, T, resolution)
     results["clips"] = {"real": len(real), "all_heldout": len(every), "real_names": real_names}
 
-    # Tokenizer.
-    for name, clips in (("real", real), ("all_heldout", every)):
+    i3d = load_i3d(args.i3d, device="cpu") if args.i3d else None
+    truth_features = batched(i3d.features, real) if i3d else None
+
+    def fvd(video: torch.Tensor) -> float:
+        return round(frechet_distance(truth_features, batched(i3d.features, video)), 1)
+
+    # Tokenizer, next to the bicubic thumbnail of its own token grid (the bar it must clear).
+    grid = tuple(latent[1:])
+    for name, clips, names in (("real", real, real_names), ("all_heldout", every, every_names)):
         codes = batched(model.encode, clips)
         recon = batched(model.decode, codes)
-        results[f"tokenizer_{name}"] = {"psnr": summary(psnr(recon, clips)), "ssim": round(float(ssim(recon, clips).mean()), 4),
-                                        **codebook_stats(codes, config.tokenizer.codebook_size)}
-        print(name, results[f"tokenizer_{name}"], flush=True)
+        small = thumbnail(clips, grid)
+        scores = {"psnr": psnr(recon, clips), "ssim": ssim(recon, clips),
+                  "thumbnail_psnr": psnr(small, clips), "thumbnail_ssim": ssim(small, clips)}
+        row = {key: round(float(values.mean()), 2 if key.endswith("psnr") else 4) for key, values in scores.items()}
+        row |= codebook_stats(codes, config.tokenizer.codebook_size)
+        if i3d and name == "real":
+            row["fvd"], row["thumbnail_fvd"] = fvd(recon), fvd(small)
+        row["by_source"] = by_source(names, scores)
+        results[f"tokenizer_{name}"] = row
+        print(name, {k: v for k, v in row.items() if k != "by_source"}, flush=True)
     if config.transformer is None:
         write(args.out, results)
         return
@@ -300,12 +360,6 @@ def main() -> None:
         use = labels if task_lib.get_task(task).class_conditional else None
         return torch.cat([model.run_task(task, video[i:i + 8], None if use is None else use[i:i + 8], options)
                           for i in range(0, len(video), 8)])
-
-    i3d = load_i3d(args.i3d, device="cpu") if args.i3d else None
-    truth_features = batched(i3d.features, real) if i3d else None
-
-    def fvd(video: torch.Tensor) -> float:
-        return round(frechet_distance(truth_features, batched(i3d.features, video)), 1)
 
     table = {}
     sheets = {}
@@ -340,36 +394,13 @@ def main() -> None:
     results["tasks_psnr_edited_region"] = table
     for task, rows in sheets.items():
         contact_sheet(args.out / f"sheet_{task}.png", rows)
-    if i3d:
-        recon = batched(model.decode, batched(model.encode, real))
-        results["fvd_tokenizer_real"] = fvd(recon)
 
-    if "frame_prediction" not in measured:
-        write(args.out, results)
-        return
-
-    # Frame prediction on clips the model was trained on (the training issue's bar).
-    seen, seen_names = load_clips(args.data / "train", T, resolution, per_class=TRAIN_PER_CLASS)
-    ours = [i for i, name in enumerate(seen_names) if name.split("/")[0] in config.class_names]  # a newer build's classes
-    seen, seen_names = seen[ours], [seen_names[i] for i in ours]
-    seen_labels = torch.tensor([config.class_names.index(n.split("/")[0]) for n in seen_names])
-    cond = task_lib.condition("frame_prediction", seen, latent)
-    predicted = torch.cat([model.run_task("frame_prediction", seen[i:i + 8], None, DecodeOptions(seed=args.seed, **GREEDY))
-                           for i in range(0, len(seen), 8)])
-    edited = ~cond.video_mask
-    per_class = {}
-    for name in config.class_names:
-        pick = seen_labels == config.class_names.index(name)
-        per_class[name] = {"model_greedy": summary(region_psnr(predicted[pick], seen[pick], edited)),
-                           "repeat_last_frame": summary(region_psnr(cond.video[pick], seen[pick], edited))}
-    results["frame_prediction_training_clips"] = {
-        "clips": len(seen), "model_greedy": summary(region_psnr(predicted, seen, edited)),
-        "repeat_last_frame": summary(region_psnr(cond.video, seen, edited)), "per_class": per_class}
-    print("frame prediction, training clips", results["frame_prediction_training_clips"], flush=True)
+    if "frame_prediction" in config.tasks and "frame_prediction" in measured:
+        results["frame_prediction_training_clips"] = prediction_on_training_clips(model, args.data, args.seed)
 
     if measured & set(INPAINT + OUTPAINT):
         results["native_resolution_psnr_edited_region"] = native_resolution(
-            model, args.examples, T, DecodeOptions(seed=args.seed), args.out)
+            model, heldout_segments(args.data, T), DecodeOptions(seed=args.seed), args.out)
 
     # Class-conditional generation: one clip per class, for a look, no score.
     if "full_generation" in config.tasks and "full_generation" in measured:
@@ -393,13 +424,31 @@ def verdict(model: float, baselines: dict[str, float]) -> str:
     return "beats " + ("it" if len(baselines) == 1 else "both") if not lost else "**loses** to " + ", ".join(lost)
 
 
-def tables(results: dict) -> str:
-    """The model card's tables (markdown) from `results`."""
-    lines = ["| Clips | PSNR | SSIM | Codes used | Perplexity |", "|---|---:|---:|---:|---:|"]
+def tokenizer_tables(results: dict) -> list[str]:
+    """Reconstruction against the thumbnail of the token grid: overall, then per source with
+    the gap the model card's bar is about (no source more than 1 dB below its thumbnail)."""
+    real = results["tokenizer_real"]
+    fvd = "fvd" in real
+    lines = ["| Clips | PSNR model / thumbnail | SSIM model / thumbnail | Codes used | Perplexity |"
+             + (" FVD model / thumbnail |" if fvd else ""), "|---|---:|---:|---:|---:|" + ("---:|" if fvd else "")]
     for key, clips in (("tokenizer_real", f"real ({results['clips']['real']})"),
                        ("tokenizer_all_heldout", f"all held-out ({results['clips']['all_heldout']})")):
         r = results[key]
-        lines.append(f"| {clips} | {r['psnr']:.2f} dB | {r['ssim']:.3f} | {r['codes_used_pct']:.1f} % | {r['perplexity']:.0f} |")
+        lines.append(f"| {clips} | {r['psnr']:.2f} / {r['thumbnail_psnr']:.2f} dB | {r['ssim']:.3f} / "
+                     f"{r['thumbnail_ssim']:.3f} | {r['codes_used_pct']:.1f} % | {r['perplexity']:.0f} |"
+                     + (f" {r['fvd']:.0f} / {r['thumbnail_fvd']:.0f} |" if fvd and "fvd" in r else (" — |" if fvd else "")))
+    lines += ["", "| Source | PSNR model / thumbnail | Gap | SSIM model / thumbnail |", "|---|---:|---:|---:|"]
+    for source, s in results["tokenizer_all_heldout"]["by_source"].items():
+        gap = s["psnr"] - s["thumbnail_psnr"]
+        lines.append(f"| {source} | {s['psnr']:.2f} / {s['thumbnail_psnr']:.2f} | "
+                     f"{'**' if gap < -1 else ''}{gap:+.2f}{'**' if gap < -1 else ''} | "
+                     f"{s['ssim']:.2f} / {s['thumbnail_ssim']:.2f} |")
+    return lines
+
+
+def tables(results: dict) -> str:
+    """The model card's tables (markdown) from `results`."""
+    lines = tokenizer_tables(results)
     if "masked_token_loss" not in results:
         return "\n".join(lines) + "\n"
     losses = results["masked_token_loss"]
