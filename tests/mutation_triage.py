@@ -39,10 +39,13 @@ SQUARE = "square: the cells of every layout are square (height = width), so eith
 SMALL = "small: differs only for cells under 4 px (every tokenizer downsamples by 4 or more)"
 CODEC = ("codec: FFmpeg does the same by itself (the encoder converts to its pixel format with these defaults and "
          "pads an odd row by the edge, the muxer times video by pts, a PNG is one packet, the format follows the "
-         "temporary file's suffix, any unique hidden name serves as the temporary file)")
+         "temporary file's suffix, any unique hidden name serves as the temporary file, a filter graph's buffer "
+         "source times frames by the time base it was made with)")
 AUDIO = ("audio: the source files have no packet without pts, pts equals dts for audio, demux() ends with an empty "
          "packet and the end is reached before the last call, and the decoders hold no frames at the flush; one "
          "sample of shift is 21 µs")
+PAD = ("pad: under the filter's 32 px, padding more rows or columns than needed, or with zeros instead of the edge, "
+       "gives the same frames once cropped back (a texture moving in a 24 x 24 frame: the same frames either way)")
 UNUSED = ("unused: the value is not read on this path (VideoWriter.__exit__ reads only the exception type, "
           "catch_warnings.__exit__ ignores its arguments, a composite layer's window and weight, the alpha when no "
           "preview asks for it, a pair's input frame index only compared with the pair, one batch of prediction)")
@@ -95,6 +98,8 @@ REASONS = [
                                         r"time_base = (1 \* |2 / )self\.fps|b\"XXXX\"\.join|token = None|token_hex\(|tmp\{|muxer = None|"
                                         r"format=None|\"w\", \)|self\._pad\[1\]\), \(0, self\._pad\[1\]\)",
      CODEC),
+    (r"x_motion_interpolate$", r"frame\.time_base = pts, Fraction\(2\)", CODEC),
+    (r"x_motion_interpolate$", r"grow = |np\.pad\(", PAD),
     (r"_AudioCarrier", r"", AUDIO),
     (r"", r"os\.sep in task|XX/XX", "POSIX: os.sep is \"/\""),
     (r"Output.__exit__|Output.__enter__|ClipJob.compose|ClipJob.layers|InterpolateJob.run|PredictJob.run|"

@@ -338,6 +338,32 @@ def test_motion_interpolation_baseline_is_ffmpegs_between_the_known_frames(monke
             assert torch.allclose(made[clip, :, 1 + k], torch.full((3, 8, 8), (10 * (clip + 1) + k) / 255))
 
 
+def test_motion_interpolation_fills_each_gap_and_repeats_the_outer_known_frames(monkeypatch):
+    """Known frames 2, 4, 5 and 9 of 12: the gaps 3 and 6-8 come from motion_interpolate
+    (2 and 4 steps), the adjacent pair 4-5 needs nothing, frames 0-1 repeat frame 2 and
+    frames 10-11 repeat frame 9."""
+    from magvit_cli import video as vio
+
+    video = torch.rand(1, 3, 12, 4, 4)
+    calls = []
+
+    def fake(first, last, steps):
+        calls.append(steps)
+        return np.stack([np.full_like(first, 100 + 10 * len(calls) + k) for k in range(steps - 1)])
+
+    monkeypatch.setattr(vio, "motion_interpolate", fake)
+    keep = torch.zeros(1, 1, 12, 1, 1, dtype=torch.bool)
+    keep[:, :, [2, 4, 5, 9]] = True
+    made = tasks.motion_interpolated(video, keep)
+    assert calls == [2, 4]
+    for frame in (2, 4, 5, 9):
+        assert torch.equal(made[:, :, frame], video[:, :, frame])
+    for frame, value in ((3, 110), (6, 120), (7, 121), (8, 122)):
+        assert torch.allclose(made[:, :, frame], torch.full((1, 3, 4, 4), value / 255))
+    for frame, source in ((0, 2), (1, 2), (10, 9), (11, 9)):
+        assert torch.equal(made[:, :, frame], video[:, :, source])
+
+
 def test_edge_replicate_fill_by_hand():
     """The free baseline of the inpainting and outpainting rows, on a 6 x 7 frame whose pixel
     (y, x) holds 10 y + x: each hole pixel copies the known pixel just outside the hole's nearest

@@ -1037,7 +1037,12 @@ def test_motion_interpolation_follows_a_moving_texture_better_than_blending():
     assert psnr(made, truth[1:8]) > psnr(blend, truth[1:8]) + 2
     still = motion_interpolate(base[:, :64], base[:, :64], 4)
     assert still.shape == (3, 64, 64, 3) and psnr(still, truth[[0, 0, 0]]) > 40
-    assert motion_interpolate(base[:, :64], base[:, 8:72], 1).shape == (0, 64, 64, 3)
+    none = motion_interpolate(base[:, :64], base[:, 8:72], 1)
+    assert none.shape == (0, 64, 64, 3) and none.dtype == np.uint8
+    # Two steps: one frame, half way (the 4 px shift, not the 2 or 6 px one).
+    middle = motion_interpolate(base[:, :64], base[:, 8:72], 2)
+    assert middle.shape == (1, 64, 64, 3)
+    assert max(range(9), key=lambda k: psnr(middle[0], truth[k])) == 4
     # Under the filter's 32 px: edge-padded for it, cropped back.
     small = motion_interpolate(base[:16, :24], base[:16, :24], 3)
     assert small.shape == (2, 16, 24, 3) and psnr(small, truth[[0, 0], :16, :24]) > 40
