@@ -66,7 +66,8 @@ def test_native_resolution_windows_are_the_held_out_windows_of_each_real_source(
     frames = np.zeros((40, 40, 48, 3), dtype=np.uint8)
     frames += (np.arange(40) * 6).astype(np.uint8)[:, None, None, None]  # frame i has grey level 6 i
     write_clip(data / "sources" / "carphone_pristine.mp4", frames)
-    write_clip(data / "sources" / "talker.mp4", frames[::-1].copy())
+    talker = np.pad(frames[::-1], ((0, 0), (0, 2), (0, 2), (0, 0)), mode="edge")  # 42 x 50: cut to 40 x 48
+    write_clip(data / "sources" / "talker.mp4", talker)
     rows = [{"split": "heldout", "class": "camera", "source": "carphone", "start": s} for s in (0, 4, 8, 12, 16)]
     rows += [{"split": "heldout", "class": "people", "source": "grid_heldout", "file": "talker.mp4", "start": 20},
              {"split": "heldout", "class": "people", "source": "grid_heldout", "file": "talker.mp4", "start": 30},
@@ -78,7 +79,7 @@ def test_native_resolution_windows_are_the_held_out_windows_of_each_real_source(
     assert [name for name, _ in segments] == ["carphone_0", "carphone_1", "carphone_2", "grid_heldout_0"]
     levels = [float(video[:, 0].mean() * 255 / 6) for _, video in segments]
     assert np.allclose(levels, [0, 8, 16, 39 - 20], atol=0.5)  # first frames of windows 0, 2, 4; talker from 20
-    assert all(video.shape == (3, 16, 40, 48) for _, video in segments)  # the file's own resolution
+    assert all(video.shape == (3, 16, 40, 48) for _, video in segments)  # the file's own resolution, to whole 4 px
 
 
 def test_native_resolution_edits_each_window_at_its_own_size_against_the_fills(tmp_path, tiny_model_dir):

@@ -157,7 +157,8 @@ def against_best(scores: dict[str, float]) -> str:
 
 def heldout_segments(data: Path, length: int, per_source: int = 3) -> list[tuple[str, torch.Tensor]]:
     """`per_source` evenly spaced held-out windows of every real held-out source, read from the
-    untouched source file (`<data>/sources`) at its own resolution: (name, [3, length, H, W]).
+    untouched source file (`<data>/sources`) at its own resolution, cut to whole multiples of 4 px
+    (at most 3 rows and columns): (name, [3, length, H, W]).
     The windows are the ones `prepare_data.py` cut (manifest.jsonl), so they never overlap training."""
     files = {video.name: Path(paths(video)[0]).name for video in VIDEOS}
     windows: dict[str, list[dict]] = {}
@@ -172,7 +173,8 @@ def heldout_segments(data: Path, length: int, per_source: int = 3) -> list[tuple
             file = recipe.get("file", files[source])
             if file not in decoded:
                 decoded[file] = vio.frames_to_tensor(vio.read_video(data / "sources" / file)[0])  # [3, T, H, W]
-            truth = decoded[file][:, recipe["start"]:recipe["start"] + length]
+            _, _, H, W = decoded[file].shape  # whole multiples of 4 px: outpainting's central half grows back exactly
+            truth = decoded[file][:, recipe["start"]:recipe["start"] + length, :H - H % 4, :W - W % 4]
             if truth.shape[1] == length:
                 out.append((f"{source}_{number}", truth))
     return out
