@@ -78,11 +78,14 @@ def load_clips(folder: Path, num_frames: int, resolution: tuple[int, int],
     paths = sorted(folder.rglob("*.mp4"))
     if per_class is not None:
         paths = [p for d in sorted({p.parent for p in paths}) for p in sorted(d.glob("*.mp4"))[:per_class]]
-    clips = []
-    for path in paths:
-        frames = torch.from_numpy(decode_frames(str(path), 0, num_frames)).permute(3, 0, 1, 2).float() / 255
-        clips.append(resize_crop(frames, resolution, (0.5, 0.5)))
+    clips = [resize_crop(read_window(path, 0, num_frames), resolution, (0.5, 0.5)) for path in paths]
     return torch.stack(clips), [p.relative_to(folder).as_posix() for p in paths]
+
+
+def read_window(path: Path, start: int, length: int) -> torch.Tensor:
+    """Frames [start, start + length) of a video as [3, T, H, W] in [0, 1] (fewer at its end),
+    decoding only up to them."""
+    return torch.from_numpy(decode_frames(str(path), start, length)).permute(3, 0, 1, 2).float() / 255
 
 
 def nearest_known_frame(video: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -166,17 +169,14 @@ def heldout_segments(data: Path, length: int, per_source: int = 3) -> list[tuple
         recipe = json.loads(line)
         if recipe["split"] == "heldout" and recipe["class"] in REAL_CLASSES:
             windows.setdefault(recipe["source"], []).append(recipe)
-    out, decoded = [], {}
+    out = []
     for source, recipes in windows.items():
         picks = sorted({round(i * (len(recipes) - 1) / max(per_source - 1, 1)) for i in range(per_source)})
         for number, recipe in enumerate(recipes[i] for i in picks):
-            file = recipe.get("file", files[source])
-            if file not in decoded:
-                decoded[file] = vio.frames_to_tensor(vio.read_video(data / "sources" / file)[0])  # [3, T, H, W]
-            _, _, H, W = decoded[file].shape  # whole multiples of 4 px: outpainting's central half grows back exactly
-            truth = decoded[file][:, recipe["start"]:recipe["start"] + length, :H - H % 4, :W - W % 4]
-            if truth.shape[1] == length:
-                out.append((f"{source}_{number}", truth))
+            truth = read_window(data / "sources" / recipe.get("file", files[source]), recipe["start"], length)
+            _, T, H, W = truth.shape  # whole multiples of 4 px: outpainting's central half grows back exactly
+            if T == length:
+                out.append((f"{source}_{number}", truth[:, :, :H - H % 4, :W - W % 4]))
     return out
 
 
