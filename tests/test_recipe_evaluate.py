@@ -7,6 +7,7 @@ import json
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import REPO, tiny_model_config, write_clip
@@ -44,6 +45,7 @@ def test_tokenizer_report_sets_the_model_beside_its_thumbnail_per_source(tmp_pat
         base = rng.integers(40, 200, size=(1, 8, 8, 3))
         frames = np.repeat(np.repeat(base, 4, axis=1), 4, axis=2).repeat(16, axis=0).astype(np.uint8)
         write_clip(tmp_path / "data" / "heldout" / folder / f"{name}.mp4", frames)
+    (tmp_path / "data" / "manifest.jsonl").write_text("")  # prepare_data.py writes it beside the split
     out = tmp_path / "eval"
     monkeypatch.setattr(sys, "argv", ["evaluate.py", "--model", str(model_dir), "--data", str(tmp_path / "data"),
                                       "--out", str(out)])
@@ -112,3 +114,12 @@ def test_sources_more_than_one_db_below_their_thumbnail_are_flagged():
                                                                   "c": scores(22.0, 21.0)}}}
     rows = {line.split(" | ")[0][2:]: line for line in recipe_evaluate.tokenizer_tables(results) if line.startswith("| ")}
     assert "| -0.90 |" in rows["a"] and "**-1.10**" in rows["b"] and "| +1.00 |" in rows["c"]
+
+
+def test_a_data_folder_without_the_held_out_split_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "eval")])
+    with pytest.raises(SystemExit) as exit_info:
+        recipe_evaluate.main()
+    assert exit_info.value.code == 2
+    assert "prepare_data.py --out" in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()

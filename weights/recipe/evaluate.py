@@ -294,6 +294,8 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", choices=list(task_lib.TASKS),
                         help="measure only these tasks (default: all of the model's); the tokenizer is always measured")
     args = parser.parse_args()
+    if not (args.data / "heldout").is_dir() or not (args.data / "manifest.jsonl").is_file():
+        parser.error(f"no held-out split in {args.data}: build it with weights/recipe/prepare_data.py --out {args.data}")
     measured = set(args.tasks or task_lib.TASKS)
     started = time.perf_counter()
 
